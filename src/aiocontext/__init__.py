@@ -1,0 +1,36 @@
+"""Task-local, dict-like context for asyncio that follows the work into child tasks.
+
+Example:
+    >>> import asyncio
+    >>> from aiocontext import Context, loop_factory
+    >>> request = Context(name="request")
+    >>> async def main():
+    ...     request["id"] = "r-1"
+    ...     return await asyncio.create_task(asyncio.sleep(0, request["id"]))
+    >>> with asyncio.Runner(loop_factory=loop_factory(request)) as runner:
+    ...     runner.run(main())
+    'r-1'
+"""
+
+from ._context import Context
+from ._errors import AioContextError, EventLoopError, TaskContextError, TaskFactoryError
+from ._loop_factory import loop_factory
+from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
+from ._registry import ContextRegistry
+from ._task_factory import TaskFactoryWrapper
+
+__all__ = [
+    "AioContextError",
+    "ChainMap",
+    "Context",
+    "ContextRegistry",
+    "Copy",
+    "DeepCopy",
+    "EventLoopError",
+    "PropagationPolicy",
+    "Share",
+    "TaskContextError",
+    "TaskFactoryError",
+    "TaskFactoryWrapper",
+    "loop_factory",
+]

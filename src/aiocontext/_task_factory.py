@@ -1,0 +1,337 @@
+"""The context-aware task factory, and the lock that guards every attach and detach.
+
+A :class:`TaskFactoryWrapper` sits in front of whatever task factory a loop has. Each time
+the loop creates a task it computes the new task's data for every context attached to the
+loop (the policy's ``inherit`` of the creator's data, or its ``root``), puts that data into
+the creator's ``contextvars`` context just long enough for the inner factory to copy it into
+the task, and takes it out again. The data is therefore in the task's own
+``contextvars.Context`` before its first step runs, which is what eager tasks, callbacks and
+``to_thread`` workers need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import threading
+from collections.abc import Callable, Coroutine, Generator, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from ._errors import EventLoopError, TaskFactoryError
+
+if TYPE_CHECKING:
+    from ._context import Context
+    from ._registry import ContextRegistry
+
+__all__ = ["TaskFactory", "TaskFactoryWrapper"]
+
+_T = TypeVar("_T")
+
+TaskFactory = Callable[..., "asyncio.Future[Any]"]
+"""A loop task factory: called as ``factory(loop, coro, **kwargs)``, returns a task."""
+
+#: Guards every change of attachments: registries and wrappers are shared between threads.
+ATTACH_LOCK = threading.RLock()
+
+_THIS_FILE = os.path.normcase(__file__)
+_BASE_EVENTS_FILE = os.path.normcase(asyncio.base_events.__file__)
+
+_Var = contextvars.ContextVar[MutableMapping[Any, Any]]
+_Plan = tuple[tuple[_Var, Callable[[MutableMapping[Any, Any]], MutableMapping[Any, Any]], "Context[Any, Any]"], ...]
+
+
+def check_loop(loop: object) -> asyncio.AbstractEventLoop:
+    """Return ``loop`` if it is an event loop, else raise a ``TypeError`` that says what to pass."""
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(
+            f"expected an asyncio event loop, got {type(loop).__name__} {loop!r}: "
+            "pass a loop such as asyncio.get_running_loop(), or None for the running loop"
+        )
+    return loop
+
+
+def _check_inner(_instance: object, _attribute: object, inner: Any) -> None:
+    if isinstance(inner, TaskFactoryWrapper):
+        raise TaskFactoryError(
+            "a TaskFactoryWrapper cannot wrap another TaskFactoryWrapper (every context would "
+            "be propagated twice): wrap the wrapper's own inner factory instead"
+        )
+    if inner is not None and not callable(inner):
+        raise TypeError(
+            f"the inner task factory must be callable as factory(loop, coro, **kwargs) or be "
+            f"None for asyncio.Task, got {type(inner).__name__} {inner!r}"
+        )
+
+
+@attrs.define(eq=False, repr=False)
+class TaskFactoryWrapper:
+    """The task factory that gives every new task its contexts' data.
+
+    One wrapper is installed per loop (``Context.attach`` does it for you). It wraps the
+    factory the loop had before (``inner``; ``None`` means plain :class:`asyncio.Task`) and
+    passes every keyword asyncio gives it (``name``, ``context``, ``eager_start``, ...) to
+    that factory unchanged, so custom and eager factories keep working.
+
+    Args:
+        inner: The factory to wrap, or ``None`` for :class:`asyncio.Task`.
+
+    Example:
+        >>> import asyncio
+        >>> loop = asyncio.new_event_loop()
+        >>> wrapper = TaskFactoryWrapper.install(loop)
+        >>> TaskFactoryWrapper.of(loop) is wrapper, wrapper.inner
+        (True, None)
+        >>> TaskFactoryWrapper.uninstall(loop)
+        >>> loop.get_task_factory() is None
+        True
+        >>> loop.close()
+    """
+
+    _inner: TaskFactory | None = attrs.field(default=None, validator=_check_inner)
+    _registries: tuple[ContextRegistry, ...] = attrs.field(default=(), init=False)
+    _contexts: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
+    _plan: _Plan = attrs.field(default=(), init=False)
+    _detached: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
+
+    def __repr__(self) -> str:
+        names = ", ".join(repr(ctx) for ctx in self._contexts)
+        return f"TaskFactoryWrapper(inner={self._inner!r}, contexts=[{names}])"
+
+    @property
+    def inner(self) -> TaskFactory | None:
+        """The wrapped factory (``None`` means :class:`asyncio.Task`); assignable.
+
+        Raises:
+            TypeError: When assigned something that is neither callable nor ``None``.
+            TaskFactoryError: When assigned a :class:`TaskFactoryWrapper`.
+        """
+        return self._inner
+
+    @inner.setter
+    def inner(self, factory: TaskFactory | None) -> None:
+        _check_inner(self, None, factory)
+        self._inner = factory
+
+    # -- installing on a loop --------------------------------------------------------------
+
+    @classmethod
+    def install(
+        cls, loop: asyncio.AbstractEventLoop, registry: ContextRegistry | None = None
+    ) -> TaskFactoryWrapper:
+        """Install a wrapper on ``loop``, around the factory it has; idempotent.
+
+        Args:
+            loop: The event loop.
+            registry: The registry whose contexts the wrapper propagates on this loop
+                (``None``: the default registry). A wrapper serves any number of registries.
+
+        Returns:
+            The wrapper now installed (the one that was already there, if any).
+
+        Raises:
+            TypeError: ``loop`` is not an event loop.
+        """
+        from ._registry import default_registry
+
+        check_loop(loop)
+        with ATTACH_LOCK:
+            factory = loop.get_task_factory()
+            if isinstance(factory, TaskFactoryWrapper):
+                wrapper = factory
+            else:
+                wrapper = cls(factory)
+                loop.set_task_factory(wrapper)
+            if registry is None:
+                registry = default_registry()
+            if registry not in wrapper._registries:
+                wrapper._registries = (*wrapper._registries, registry)
+            wrapper.refresh(loop)
+        return wrapper
+
+    @classmethod
+    def uninstall(cls, loop: asyncio.AbstractEventLoop) -> None:
+        """Put back the factory the wrapper on ``loop`` wrapped; a no-op without a wrapper.
+
+        The loop is also forgotten by the registries the wrapper served: its contexts are no
+        longer attached to it, and tasks created afterwards are no longer managed.
+
+        Raises:
+            TypeError: ``loop`` is not an event loop.
+        """
+        check_loop(loop)
+        with ATTACH_LOCK:
+            wrapper = cls.of(loop)
+            if wrapper is None:
+                return
+            loop.set_task_factory(wrapper._inner)
+            for registry in wrapper._registries:
+                registry.forget(loop)
+            wrapper._registries = ()
+            wrapper._contexts = wrapper._detached = ()
+            wrapper._plan = ()
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> TaskFactoryWrapper | None:
+        """Return the wrapper installed on ``loop``, or ``None``.
+
+        Raises:
+            TypeError: ``loop`` is not an event loop.
+        """
+        factory = check_loop(loop).get_task_factory()
+        return factory if isinstance(factory, TaskFactoryWrapper) else None
+
+    def refresh(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Re-read which contexts are attached to ``loop`` from the registries (internal).
+
+        Contexts that were propagated before and are not attached any more are remembered, so
+        that tasks created from now on start without their creator's data for them.
+        """
+        with ATTACH_LOCK:
+            contexts: dict[Context[Any, Any], None] = {}
+            for registry in self._registries:
+                contexts.update(dict.fromkeys(registry.contexts(loop)))
+            gone = dict.fromkeys((*self._detached, *self._contexts))
+            self._detached = tuple(ctx for ctx in gone if ctx not in contexts)
+            self._contexts = tuple(contexts)
+            self._plan = tuple((ctx._var, ctx.policy.inherit, ctx) for ctx in contexts)
+
+    def propagates(self, context: Context[Any, Any]) -> bool:
+        """Whether tasks this wrapper creates get data for ``context``."""
+        return context in self._contexts
+
+    # -- creating tasks ----------------------------------------------------------------------
+
+    def __call__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+        /,
+        **kwargs: Any,
+    ) -> asyncio.Task[_T]:
+        """Create a task whose contexts' data is in place before its first step.
+
+        Args:
+            loop: The loop creating the task (asyncio passes it).
+            coro: The coroutine to wrap.
+            **kwargs: Whatever asyncio passes (``name``, ``context``, ``eager_start``, ...);
+                given to the inner factory unchanged.
+
+        Returns:
+            The task made by the inner factory.
+
+        Raises:
+            Exception: Whatever the inner factory or a policy raised; the creator's
+                ``contextvars`` context is then left exactly as it was.
+        """
+        context: contextvars.Context | None = kwargs.get("context") if kwargs else None
+        if context is None:
+            task = self._spawn_here(loop, coro, kwargs)
+        else:
+            task = self._spawn_in(context, loop, coro, kwargs)
+        source_traceback = getattr(task, "_source_traceback", None)
+        if source_traceback:
+            _trim_source_traceback(source_traceback)
+        return task
+
+    def _create(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]
+    ) -> asyncio.Task[Any]:
+        inner = self._inner
+        if inner is None:
+            return asyncio.Task(coro, loop=loop, **kwargs)
+        return inner(loop, coro, **kwargs)  # type: ignore[return-value]
+
+    def _spawn_here(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]
+    ) -> asyncio.Task[Any]:
+        """Create a task that copies the caller's current ``contextvars`` context."""
+        tokens: list[tuple[_Var, contextvars.Token[MutableMapping[Any, Any]]]] = []
+        adopted: list[tuple[_Var, MutableMapping[Any, Any]]] = []
+        try:
+            for var, inherit, ctx in self._plan:
+                parent = var.get(None)
+                if parent is None or ctx.is_unbound(parent):
+                    parent = ctx.policy.root()
+                    if asyncio.current_task(loop) is None:
+                        child = parent
+                    else:
+                        # A running task that never touched the context: it gets its root
+                        # now (once the task exists), so that Share really shares.
+                        adopted.append((var, parent))
+                        child = inherit(parent)
+                else:
+                    child = inherit(parent)
+                tokens.append((var, var.set(child)))
+            for ctx in self._detached:
+                var = ctx._var
+                parent = var.get(None)
+                if parent is not None and not ctx.is_unbound(parent):
+                    tokens.append((var, var.set(ctx.unbound)))
+            task = self._create(loop, coro, kwargs)
+        finally:
+            for var, token in reversed(tokens):
+                var.reset(token)
+        for var, root in adopted:
+            var.set(root)
+        return task
+
+    def _spawn_in(
+        self,
+        context: contextvars.Context,
+        loop: asyncio.AbstractEventLoop,
+        coro: Any,
+        kwargs: dict[str, Any],
+    ) -> asyncio.Task[Any]:
+        """Create a task that runs in the given ``contextvars`` context (``context=``)."""
+        values: list[tuple[_Var, MutableMapping[Any, Any]]] = []
+        for var, inherit, ctx in self._plan:
+            parent = context.get(var)
+            if parent is None or ctx.is_unbound(parent):
+                values.append((var, ctx.policy.root()))
+            else:
+                values.append((var, inherit(parent)))
+        for ctx in self._detached:
+            parent = context.get(ctx._var)
+            if parent is not None and not ctx.is_unbound(parent):
+                values.append((ctx._var, ctx.unbound))
+        try:
+            tokens = context.run(_set_all, values)
+        except RuntimeError:
+            # ``context`` is entered: it is the creator's own running context, so the task
+            # will share it, data included. Nothing to put in place.
+            return self._create(loop, coro, kwargs)
+        try:
+            return self._create(loop, coro, kwargs)
+        except BaseException:
+            context.run(_reset_all, tokens)
+            raise
+
+
+def _set_all(
+    values: list[tuple[_Var, MutableMapping[Any, Any]]],
+) -> list[tuple[_Var, contextvars.Token[MutableMapping[Any, Any]]]]:
+    return [(var, var.set(value)) for var, value in values]
+
+
+def _reset_all(tokens: list[tuple[_Var, contextvars.Token[MutableMapping[Any, Any]]]]) -> None:
+    for var, token in reversed(tokens):
+        var.reset(token)
+
+
+def _trim_source_traceback(frames: list[Any]) -> None:
+    """Drop the wrapper's frames (and asyncio's ``create_task``) from a debug traceback.
+
+    asyncio does the same for its own ``create_task`` frame when no factory is set, so a
+    task's source traceback ends where the user created it.
+    """
+    while frames and os.path.normcase(frames[-1].filename) == _THIS_FILE:
+        del frames[-1]
+    if (
+        frames
+        and frames[-1].name == "create_task"
+        and os.path.normcase(frames[-1].filename) == _BASE_EVENTS_FILE
+    ):
+        del frames[-1]
