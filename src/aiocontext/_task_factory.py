@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 
 import attrs
 
@@ -30,8 +31,27 @@ __all__ = ["TaskFactory", "TaskFactoryWrapper"]
 
 _T = TypeVar("_T")
 
-TaskFactory = Callable[..., "asyncio.Future[Any]"]
-"""A loop task factory: called as ``factory(loop, coro, **kwargs)``, returns a task."""
+
+# What typeshed lets ``loop.set_task_factory`` factories receive, per Python version.
+if sys.version_info >= (3, 12):
+    _CoroutineLike: TypeAlias = Coroutine[Any, Any, Any]
+else:
+    _CoroutineLike: TypeAlias = Coroutine[Any, Any, Any] | Generator[Any, None, Any]
+
+
+class TaskFactory(Protocol):
+    """What ``loop.set_task_factory`` accepts: ``factory(loop, coro, **kwargs) -> Future``.
+
+    asyncio calls it with keywords (``name``, ``context``, ``eager_start``, ...) only when
+    it has them to pass, so a two-argument factory is still a valid one.
+    """
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, coro: _CoroutineLike, /
+    ) -> asyncio.Future[Any]: ...
+
+
+_AnyFactory = Callable[..., "asyncio.Future[Any]"]
 
 #: Guards every change of attachments: registries and wrappers are shared between threads.
 ATTACH_LOCK = threading.RLock()
@@ -242,7 +262,7 @@ class TaskFactoryWrapper:
         inner = self._inner
         if inner is None:
             return asyncio.Task(coro, loop=loop, **kwargs)
-        return inner(loop, coro, **kwargs)  # type: ignore[return-value]
+        return cast(_AnyFactory, inner)(loop, coro, **kwargs)  # type: ignore[return-value]
 
     def _spawn_here(
         self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]
