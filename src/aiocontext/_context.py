@@ -8,10 +8,15 @@ How it works, in one place:
   :class:`~aiocontext.TaskFactoryWrapper` computes the child's mapping with the context's
   :class:`~aiocontext.PropagationPolicy` and puts it into the task's ``contextvars`` context
   before the first step runs (see ``_task_factory``).
-* A task that has no mapping gets ``policy.root()`` on first access, but only on a loop
-  where the context is attached; anywhere else access raises, so a misconfiguration is never
-  silent. After ``detach`` the wrapper gives new tasks an *unbound* marker instead of their
-  creator's data, and the marker raises on access the same way.
+* Where a task has no mapping, the variable holds the context's *unbound* marker: it is the
+  variable's default, and after ``detach`` the wrapper gives new tasks the marker instead of
+  their creator's data. The marker is a mapping whose every method resolves it: to
+  ``policy.root()``, stored for the task, on a loop where the context is attached; anywhere
+  else to an error, so a misconfiguration is never silent. Reads therefore need no check:
+  ``ctx[key]`` is ``var.get()[key]``.
+* ``Copy()`` data is a :class:`~aiocontext._policy.CowDict` that a parent and its children
+  share copy-on-write. The methods here that write (or hand the mapping out) copy it first
+  when it is shared, so every task observes exactly a shallow copy.
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any, overload
 
 import attrs
 from typing_extensions import Self, TypeVar
 
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
-from ._policy import Copy, PropagationPolicy
+from ._policy import ESCAPED, SHARED, Copy, CowDict, PropagationPolicy
 from ._registry import ContextRegistry, default_registry
 from ._task_factory import TaskFactoryWrapper, check_loop
 
@@ -34,6 +39,7 @@ __all__ = ["Context"]
 
 K = TypeVar("K", default=str)
 V = TypeVar("V", default=Any)
+_T = TypeVar("_T")
 
 
 def _check_policy(_instance: object, _attribute: object, policy: Any) -> None:
@@ -125,16 +131,17 @@ class Context(MutableMapping[K, V]):
     _registry: ContextRegistry = attrs.field(
         default=None, kw_only=True, converter=_registry_or_default, validator=_check_registry
     )
-    _var: contextvars.ContextVar[MutableMapping[K, V]] = attrs.field(init=False)
     _unbound: _Unbound = attrs.field(init=False)
-
-    @_var.default
-    def _make_var(self) -> contextvars.ContextVar[MutableMapping[K, V]]:
-        return contextvars.ContextVar(f"aiocontext.Context({self._name!r})")
+    _var: contextvars.ContextVar[MutableMapping[K, V]] = attrs.field(init=False)
 
     @_unbound.default
     def _make_unbound(self) -> _Unbound:
         return _Unbound(self)
+
+    @_var.default
+    def _make_var(self) -> contextvars.ContextVar[MutableMapping[K, V]]:
+        name = f"aiocontext.Context({self._name!r})"
+        return contextvars.ContextVar(name, default=self._unbound)
 
     __hash__ = object.__hash__
 
@@ -146,7 +153,7 @@ class Context(MutableMapping[K, V]):
         if isinstance(other, Context):
             return self is other
         if isinstance(other, Mapping):
-            return dict(self._data()) == dict(other)
+            return dict(self._var.get()) == dict(other)
         return NotImplemented
 
     @property
@@ -163,6 +170,11 @@ class Context(MutableMapping[K, V]):
     def registry(self) -> ContextRegistry:
         """The registry recording where this context is attached."""
         return self._registry
+
+    @property
+    def unbound(self) -> MutableMapping[K, V]:
+        """The marker a task holds where it has no data (internal, for the task factory)."""
+        return self._unbound
 
     # -- attachment ------------------------------------------------------------------------
 
@@ -230,7 +242,7 @@ class Context(MutableMapping[K, V]):
     def data(self, task: asyncio.Task[Any] | None = None) -> MutableMapping[K, V]:
         """Return the live mapping of the current task, or of ``task``.
 
-        Writes to the returned mapping are writes to the context (for that task).
+        Writes to the returned mapping are writes to the context, for that task.
 
         Args:
             task: Another task whose data to read. Needs Python 3.12+ unless it is the
@@ -242,22 +254,28 @@ class Context(MutableMapping[K, V]):
             NotImplementedError: ``task`` is another task and Python is 3.11.
             TypeError: ``task`` is not an asyncio task.
         """
-        if task is None:
-            return self._data()
-        loop = _check_task(task).get_loop()
-        if task is asyncio.current_task(loop) and loop is asyncio._get_running_loop():
-            return self._data()
-        task_context = _task_context(task)
-        data = task_context.get(self._var)
-        if data is None or data.__class__ is _Unbound:
-            data = self._root_for(loop)
-            task_context.run(self._var.set, data)
+        if task is not None:
+            loop = _check_task(task).get_loop()
+            if task is not asyncio.current_task(loop) or loop is not asyncio._get_running_loop():
+                return self._data_of(task, loop)
+        data = self._var.get()
+        if data is self._unbound:
+            return self._missing()
+        if isinstance(data, CowDict):
+            return _escape(data, self._var.set)
         return data
 
-    def _data(self) -> MutableMapping[K, V]:
-        data = self._var.get(None)
-        if data is None or data.__class__ is _Unbound:
-            return self._missing()
+    def _data_of(
+        self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop
+    ) -> MutableMapping[K, V]:
+        """Another task's data: read in, and if need be stored into, its contextvars context."""
+        task_context = _task_context(task)
+        data = task_context.get(self._var)
+        if data is None or data is self._unbound:
+            data = self._root_for(loop)
+            task_context.run(self._var.set, data)
+        if isinstance(data, CowDict):
+            return _escape(data, lambda private: task_context.run(self._var.set, private))
         return data
 
     def _missing(self) -> MutableMapping[K, V]:
@@ -289,52 +307,67 @@ class Context(MutableMapping[K, V]):
             "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
         )
 
-    # -- internals shared with the task factory ----------------------------------------------
-
-    @property
-    def unbound(self) -> MutableMapping[K, V]:
-        """The marker a task gets instead of data after a detach (internal)."""
-        return self._unbound
-
-    def is_unbound(self, data: object) -> bool:
-        """Whether ``data`` is an unbound marker rather than real data (internal)."""
-        return data.__class__ is _Unbound
+    def _writable(self) -> MutableMapping[K, V]:
+        """The current data, copied first if it is shared copy-on-write with other tasks."""
+        data = self._var.get()
+        if data.__class__ is CowDict and data.state == SHARED:
+            data = CowDict(data)
+            self._var.set(data)
+        return data
 
     # -- MutableMapping ----------------------------------------------------------------------
+    # Reads go straight to the data; the unbound marker resolves itself where there is none.
 
     def __getitem__(self, key: K, /) -> V:
-        try:
-            data = self._var.get()
-        except LookupError:
-            data = self._missing()
-        return data[key]
+        return self._var.get()[key]
 
     def __setitem__(self, key: K, value: V, /) -> None:
-        try:
-            data = self._var.get()
-        except LookupError:
-            data = self._missing()
-        data[key] = value
+        self._writable()[key] = value
 
     def __delitem__(self, key: K, /) -> None:
-        try:
-            data = self._var.get()
-        except LookupError:
-            data = self._missing()
-        del data[key]
+        del self._writable()[key]
 
     def __iter__(self) -> Iterator[K]:
-        return iter(self._data())
+        return iter(self._var.get())
 
     def __len__(self) -> int:
-        return len(self._data())
+        return len(self._var.get())
+
+    def __contains__(self, key: object, /) -> bool:
+        return key in self._var.get()
+
+    @overload
+    def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: _T, /) -> V | _T: ...
+    def get(self, key: K, default: object = None, /) -> object:
+        """Return the current task's value for ``key``, or ``default`` if it has none.
+
+        Raises:
+            EventLoopError: The current code has no data and no loop is running.
+            TaskContextError: The current code has no data and the context is not attached
+                to the running loop: a default never hides a misconfiguration.
+        """
+        return self._var.get().get(key, default)
+
+
+def _escape(data: CowDict[K, V], store: Callable[[CowDict[K, V]], object]) -> CowDict[K, V]:
+    """Make copy-on-write ``data`` safe to hand out: private to its task, never shared again."""
+    if data.state == SHARED:
+        data = CowDict(data)
+        store(data)
+    data.state = ESCAPED
+    return data
 
 
 class _Unbound(MutableMapping[Any, Any]):
-    """What a task holds for a context that was detached from its loop before it was created.
+    """What a task holds for a context where it has no data.
 
-    Any access resolves it: to the policy's root if the context has been attached again
-    since, otherwise to the error :meth:`Context._missing` raises.
+    Any access resolves it through :meth:`Context._missing`: to the policy's root, stored for
+    the task, on a loop where the context is attached; otherwise to the error that says what
+    is wrong.
     """
 
     __slots__ = ("_context",)
@@ -343,7 +376,7 @@ class _Unbound(MutableMapping[Any, Any]):
         self._context = context
 
     def __repr__(self) -> str:
-        return f"<unbound data of {self._context!r}>"
+        return f"<no data for {self._context!r}>"
 
     def __getitem__(self, key: Any, /) -> Any:
         return self._context._missing()[key]

@@ -25,7 +25,7 @@ class _LoopFactory(Generic[_L]):
 
     def __repr__(self) -> str:
         base = getattr(self.base, "__qualname__", repr(self.base))
-        return f"loop_factory({', '.join(map(repr, self.contexts))}, base={base})"
+        return f"loop_factory({', '.join([*map(repr, self.contexts), f'base={base}'])})"
 
     def __call__(self) -> _L:
         loop = self.base()

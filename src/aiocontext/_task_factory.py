@@ -17,11 +17,12 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar
 
 import attrs
 
-from ._errors import EventLoopError, TaskFactoryError
+from ._errors import TaskFactoryError
+from ._policy import ESCAPED, SHARED, Copy, CowDict, PropagationPolicy, Share
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -51,7 +52,6 @@ class TaskFactory(Protocol):
     ) -> asyncio.Future[Any]: ...
 
 
-_AnyFactory = Callable[..., "asyncio.Future[Any]"]
 
 #: Guards every change of attachments: registries and wrappers are shared between threads.
 ATTACH_LOCK = threading.RLock()
@@ -60,7 +60,10 @@ _THIS_FILE = os.path.normcase(__file__)
 _BASE_EVENTS_FILE = os.path.normcase(asyncio.base_events.__file__)
 
 _Var = contextvars.ContextVar[MutableMapping[Any, Any]]
-_Plan = tuple[tuple[_Var, Callable[[MutableMapping[Any, Any]], MutableMapping[Any, Any]], "Context[Any, Any]"], ...]
+_Token = contextvars.Token[MutableMapping[Any, Any]]
+_Inherit = Callable[[MutableMapping[Any, Any]], MutableMapping[Any, Any]]
+# Per attached context: its variable, fast-path mode, policy.inherit and unbound marker.
+_Plan = tuple[tuple[_Var, str, _Inherit, MutableMapping[Any, Any]], ...]
 
 
 def check_loop(loop: object) -> asyncio.AbstractEventLoop:
@@ -115,6 +118,9 @@ class TaskFactoryWrapper:
     _contexts: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
     _plan: _Plan = attrs.field(default=(), init=False)
     _detached: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
+    _detached_plan: tuple[tuple[_Var, MutableMapping[Any, Any]], ...] = attrs.field(
+        default=(), init=False
+    )
 
     def __repr__(self) -> str:
         names = ", ".join(repr(ctx) for ctx in self._contexts)
@@ -191,7 +197,7 @@ class TaskFactoryWrapper:
                 registry.forget(loop)
             wrapper._registries = ()
             wrapper._contexts = wrapper._detached = ()
-            wrapper._plan = ()
+            wrapper._plan = wrapper._detached_plan = ()
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> TaskFactoryWrapper | None:
@@ -216,13 +222,18 @@ class TaskFactoryWrapper:
             gone = dict.fromkeys((*self._detached, *self._contexts))
             self._detached = tuple(ctx for ctx in gone if ctx not in contexts)
             self._contexts = tuple(contexts)
-            self._plan = tuple((ctx._var, ctx.policy.inherit, ctx) for ctx in contexts)
+            self._plan = tuple(
+                (ctx._var, _mode(ctx.policy), ctx.policy.inherit, ctx.unbound) for ctx in contexts
+            )
+            self._detached_plan = tuple((ctx._var, ctx.unbound) for ctx in self._detached)
 
     def propagates(self, context: Context[Any, Any]) -> bool:
         """Whether tasks this wrapper creates get data for ``context``."""
         return context in self._contexts
 
     # -- creating tasks ----------------------------------------------------------------------
+    # The hot path. Everything a spawn needs per context is precomputed in ``_plan`` by
+    # ``refresh``, and the common cases (no ``context=``; Share and Copy) are inlined.
 
     def __call__(
         self,
@@ -246,57 +257,63 @@ class TaskFactoryWrapper:
             Exception: Whatever the inner factory or a policy raised; the creator's
                 ``contextvars`` context is then left exactly as it was.
         """
-        context: contextvars.Context | None = kwargs.get("context") if kwargs else None
-        if context is None:
-            task = self._spawn_here(loop, coro, kwargs)
+        task: Any  # what the inner factory made: a Task, or whatever Future it returns
+        if kwargs and kwargs.get("context") is not None:
+            task = self._spawn_in(kwargs["context"], loop, coro, kwargs)
         else:
-            task = self._spawn_in(context, loop, coro, kwargs)
-        source_traceback = getattr(task, "_source_traceback", None)
-        if source_traceback:
-            _trim_source_traceback(source_traceback)
-        return task
-
-    def _create(
-        self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]
-    ) -> asyncio.Task[Any]:
-        inner = self._inner
-        if inner is None:
-            return asyncio.Task(coro, loop=loop, **kwargs)
-        return cast(_AnyFactory, inner)(loop, coro, **kwargs)  # type: ignore[return-value]
-
-    def _spawn_here(
-        self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]
-    ) -> asyncio.Task[Any]:
-        """Create a task that copies the caller's current ``contextvars`` context."""
-        tokens: list[tuple[_Var, contextvars.Token[MutableMapping[Any, Any]]]] = []
-        adopted: list[tuple[_Var, MutableMapping[Any, Any]]] = []
-        try:
-            for var, inherit, ctx in self._plan:
-                parent = var.get(None)
-                if parent is None or ctx.is_unbound(parent):
-                    parent = ctx.policy.root()
-                    if asyncio.current_task(loop) is None:
+            # The task will copy the caller's current contextvars context: put each child's
+            # data there for the duration of the inner factory call, then take it out.
+            tokens = []
+            adopted: list[tuple[_Var, MutableMapping[Any, Any]]] | None = None
+            try:
+                for var, mode, inherit, unbound in self._plan:
+                    parent = var.get()
+                    if parent is unbound:
+                        if adopted is None:
+                            adopted = []
+                        child = self._first_data(var, inherit, unbound, loop, adopted)
+                    elif mode is _SHARE:
+                        child = parent
+                    elif mode is _COPY and parent.__class__ is CowDict and parent.state != ESCAPED:
+                        parent.state = SHARED
                         child = parent
                     else:
-                        # A running task that never touched the context: it gets its root
-                        # now (once the task exists), so that Share really shares.
-                        adopted.append((var, parent))
                         child = inherit(parent)
+                    tokens.append(var.set(child))
+                for var, unbound in self._detached_plan:
+                    if var.get() is not unbound:
+                        tokens.append(var.set(unbound))
+                inner: Any = self._inner  # called with keywords only when asyncio gives some
+                if inner is None:
+                    task = _Task(coro, loop=loop, **kwargs)
                 else:
-                    child = inherit(parent)
-                tokens.append((var, var.set(child)))
-            for ctx in self._detached:
-                var = ctx._var
-                parent = var.get(None)
-                if parent is not None and not ctx.is_unbound(parent):
-                    tokens.append((var, var.set(ctx.unbound)))
-            task = self._create(loop, coro, kwargs)
-        finally:
-            for var, token in reversed(tokens):
-                var.reset(token)
-        for var, root in adopted:
-            var.set(root)
-        return task
+                    task = inner(loop, coro, **kwargs)
+            finally:
+                for token in tokens:
+                    token.var.reset(token)
+            if adopted:
+                for var, root in adopted:
+                    var.set(root)
+        if task._source_traceback:
+            _trim_source_traceback(task._source_traceback)
+        return task  # type: ignore[no-any-return]
+
+    def _first_data(
+        self,
+        var: _Var,
+        inherit: _Inherit,
+        unbound: MutableMapping[Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        adopted: list[tuple[_Var, MutableMapping[Any, Any]]],
+    ) -> MutableMapping[Any, Any]:
+        """The child's data when its creator has none (rules 1 and 3 of the contract)."""
+        root = unbound._context.policy.root()  # type: ignore[attr-defined]
+        if asyncio.current_task(loop) is None:
+            return root  # type: ignore[no-any-return]
+        # A running task that never touched the context: it gets its root now (once the
+        # child exists), so that the child's data derives from the parent's (Share shares).
+        adopted.append((var, root))
+        return inherit(root)
 
     def _spawn_in(
         self,
@@ -307,38 +324,57 @@ class TaskFactoryWrapper:
     ) -> asyncio.Task[Any]:
         """Create a task that runs in the given ``contextvars`` context (``context=``)."""
         values: list[tuple[_Var, MutableMapping[Any, Any]]] = []
-        for var, inherit, ctx in self._plan:
+        for var, mode, inherit, unbound in self._plan:
             parent = context.get(var)
-            if parent is None or ctx.is_unbound(parent):
-                values.append((var, ctx.policy.root()))
+            if parent is None or parent is unbound:
+                values.append((var, unbound._context.policy.root()))  # type: ignore[attr-defined]
+            elif mode is _COPY and parent.__class__ is CowDict and parent.state != ESCAPED:
+                parent.state = SHARED
+                values.append((var, parent))
             else:
                 values.append((var, inherit(parent)))
-        for ctx in self._detached:
-            parent = context.get(ctx._var)
-            if parent is not None and not ctx.is_unbound(parent):
-                values.append((ctx._var, ctx.unbound))
+        for var, unbound in self._detached_plan:
+            parent = context.get(var)
+            if parent is not None and parent is not unbound:
+                values.append((var, unbound))
         try:
             tokens = context.run(_set_all, values)
         except RuntimeError:
             # ``context`` is entered: it is the creator's own running context, so the task
-            # will share it, data included. Nothing to put in place.
-            return self._create(loop, coro, kwargs)
+            # will share it, data included. There is nothing to put in place.
+            tokens = []
         try:
-            return self._create(loop, coro, kwargs)
+            inner: Any = self._inner
+            if inner is None:
+                return _Task(coro, loop=loop, **kwargs)  # type: ignore[no-any-return]
+            return inner(loop, coro, **kwargs)  # type: ignore[no-any-return]
         except BaseException:
             context.run(_reset_all, tokens)
             raise
 
 
-def _set_all(
-    values: list[tuple[_Var, MutableMapping[Any, Any]]],
-) -> list[tuple[_Var, contextvars.Token[MutableMapping[Any, Any]]]]:
-    return [(var, var.set(value)) for var, value in values]
+_Task: Any = asyncio.Task  # called with whatever coroutine-like asyncio was given
+_SHARE: Final = "share"
+_COPY: Final = "copy"
+_OTHER: Final = "other"
 
 
-def _reset_all(tokens: list[tuple[_Var, contextvars.Token[MutableMapping[Any, Any]]]]) -> None:
-    for var, token in reversed(tokens):
-        var.reset(token)
+def _mode(policy: PropagationPolicy) -> str:
+    """Which inlined fast path of ``__call__`` applies to ``policy`` (exact types only)."""
+    if policy.__class__ is Share:
+        return _SHARE
+    if policy.__class__ is Copy:
+        return _COPY
+    return _OTHER
+
+
+def _set_all(values: list[tuple[_Var, MutableMapping[Any, Any]]]) -> list[_Token]:
+    return [var.set(value) for var, value in values]
+
+
+def _reset_all(tokens: list[_Token]) -> None:
+    for token in tokens:
+        token.var.reset(token)
 
 
 def _trim_source_traceback(frames: list[Any]) -> None:
