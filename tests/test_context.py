@@ -850,7 +850,7 @@ class TestWhereDataComesFrom:
         second = asyncio.create_task(worker("second"))
         ctx.attach()
         go.set()
-        assert [{"name": "first"}, {"name": "second"}] == await asyncio.gather(first, second)
+        assert [{"name": "first"}, {"name": "second"}] == list(await asyncio.gather(first, second))
 
     # -- rule 5: callbacks and to_thread workers run in the task's contextvars context -------
 
@@ -898,6 +898,63 @@ class TestWhereDataComesFrom:
             return ctx["task"]
 
         assert "t" == await asyncio.to_thread(worker)
+        assert {"task": "t", "thread": "w"} == dict(ctx)
+
+    @pytest.mark.asyncio
+    async def test_callback_writes_reach_task_that_spawned_a_child(self) -> None:
+        """A callback's writes reach the task's data also after the task spawned a child
+        (whose Copy() data must not make the callback write elsewhere)."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["task"] = "t"
+
+        async def child() -> None:
+            ctx["child"] = "c"
+
+        await asyncio.create_task(child())
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def callback() -> None:
+            ctx["callback"] = "c"
+            done.set_result(None)
+
+        loop.call_soon(callback)
+        await done
+        assert {"task": "t", "callback": "c"} == dict(ctx)
+
+    @pytest.mark.asyncio
+    async def test_callback_sees_task_writes_made_after_scheduling(self) -> None:
+        """A callback reads the task's data as it is when the callback runs, including
+        writes the task made after scheduling it and after spawning a child."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["task"] = "t"
+
+        async def child() -> None:
+            pass
+
+        await asyncio.create_task(child())
+        loop = asyncio.get_running_loop()
+        seen = loop.create_future()
+        loop.call_soon(lambda: seen.set_result(ctx.get("late")))
+        ctx["late"] = "written after call_soon"
+        assert "written after call_soon" == await seen
+
+    @pytest.mark.asyncio
+    async def test_to_thread_writes_reach_task_that_spawned_a_child(self) -> None:
+        """A ``to_thread`` worker's writes reach the task's data also after the task spawned
+        a child."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["task"] = "t"
+
+        async def child() -> None:
+            ctx["child"] = "c"
+
+        await asyncio.create_task(child())
+
+        def worker() -> None:
+            ctx["thread"] = "w"
+
+        await asyncio.to_thread(worker)
         assert {"task": "t", "thread": "w"} == dict(ctx)
 
 
@@ -1311,7 +1368,7 @@ class TestAsyncioAPIs:
             ctx["who"] = name
             return seen
 
-        assert ["parent", "parent"] == await asyncio.gather(child("a"), child("b"))
+        assert ["parent", "parent"] == list(await asyncio.gather(child("a"), child("b")))
         assert "parent" == ctx["who"]
 
     @pytest.mark.asyncio

@@ -8,15 +8,20 @@ How it works, in one place:
   :class:`~aiocontext.TaskFactoryWrapper` computes the child's mapping with the context's
   :class:`~aiocontext.PropagationPolicy` and puts it into the task's ``contextvars`` context
   before the first step runs (see ``_task_factory``).
-* Where a task has no mapping, the variable holds the context's *unbound* marker: it is the
+* What the variable holds is a *handle*, a 3-item list ``[data, shared, view]``: the task's
+  mapping, whether that mapping is shared copy-on-write with other tasks, and the cached
+  live view ``data()`` returns for such mappings. Under ``Copy()`` a parent and its children
+  hold handles to the same dict until one of them writes; the writer then copies the dict
+  into its own handle. The handle keeps its identity, so everything running in the task's
+  ``contextvars`` context (callbacks, ``to_thread`` workers) keeps seeing the task's writes,
+  and every task observes exactly a shallow copy; spawning costs the same for 3 keys or
+  1,000. Handles are lists because a list is the cheapest object to make and to index.
+* Where a task has no data the variable holds the context's *unbound* marker: it is the
   variable's default, and after ``detach`` the wrapper gives new tasks the marker instead of
-  their creator's data. The marker is a mapping whose every method resolves it: to
+  their creator's handle. The marker resolves itself on access: to a handle of
   ``policy.root()``, stored for the task, on a loop where the context is attached; anywhere
   else to an error, so a misconfiguration is never silent. Reads therefore need no check:
-  ``ctx[key]`` is ``var.get()[key]``.
-* ``Copy()`` data is a :class:`~aiocontext._policy.CowDict` that a parent and its children
-  share copy-on-write. The methods here that write (or hand the mapping out) copy it first
-  when it is shared, so every task observes exactly a shallow copy.
+  ``ctx[key]`` is ``var.get()[0][key]``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import attrs
 from typing_extensions import Self, TypeVar
 
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
-from ._policy import ESCAPED, SHARED, Copy, CowDict, PropagationPolicy
+from ._policy import Copy, PropagationPolicy
 from ._registry import ContextRegistry, default_registry
 from ._task_factory import TaskFactoryWrapper, check_loop
 
@@ -132,16 +137,15 @@ class Context(MutableMapping[K, V]):
         default=None, kw_only=True, converter=_registry_or_default, validator=_check_registry
     )
     _unbound: _Unbound = attrs.field(init=False)
-    _var: contextvars.ContextVar[MutableMapping[K, V]] = attrs.field(init=False)
+    _var: contextvars.ContextVar[Handle] = attrs.field(init=False)
 
     @_unbound.default
     def _make_unbound(self) -> _Unbound:
         return _Unbound(self)
 
     @_var.default
-    def _make_var(self) -> contextvars.ContextVar[MutableMapping[K, V]]:
-        name = f"aiocontext.Context({self._name!r})"
-        return contextvars.ContextVar(name, default=self._unbound)
+    def _make_var(self) -> contextvars.ContextVar[Handle]:
+        return contextvars.ContextVar(f"aiocontext.Context({self._name!r})", default=self._unbound)
 
     __hash__ = object.__hash__
 
@@ -153,7 +157,7 @@ class Context(MutableMapping[K, V]):
         if isinstance(other, Context):
             return self is other
         if isinstance(other, Mapping):
-            return dict(self._var.get()) == dict(other)
+            return dict(self._var.get()[0]) == dict(other)
         return NotImplemented
 
     @property
@@ -172,7 +176,7 @@ class Context(MutableMapping[K, V]):
         return self._registry
 
     @property
-    def unbound(self) -> MutableMapping[K, V]:
+    def unbound(self) -> Handle:
         """The marker a task holds where it has no data (internal, for the task factory)."""
         return self._unbound
 
@@ -242,7 +246,9 @@ class Context(MutableMapping[K, V]):
     def data(self, task: asyncio.Task[Any] | None = None) -> MutableMapping[K, V]:
         """Return the live mapping of the current task, or of ``task``.
 
-        Writes to the returned mapping are writes to the context, for that task.
+        Writes to the returned mapping are writes to the context, for that task. Under
+        ``Copy()`` it is a view that copies the task's data before the first write if the
+        data is still shared with a parent or child.
 
         Args:
             task: Another task whose data to read. Needs Python 3.12+ unless it is the
@@ -254,32 +260,39 @@ class Context(MutableMapping[K, V]):
             NotImplementedError: ``task`` is another task and Python is 3.11.
             TypeError: ``task`` is not an asyncio task.
         """
-        if task is not None:
+        if task is None:
+            handle = self._handle()
+        else:
             loop = _check_task(task).get_loop()
-            if task is not asyncio.current_task(loop) or loop is not asyncio._get_running_loop():
-                return self._data_of(task, loop)
-        data = self._var.get()
-        if data is self._unbound:
-            return self._missing()
-        if isinstance(data, CowDict):
-            return _escape(data, self._var.set)
-        return data
+            if task is asyncio.current_task(loop) and loop is asyncio._get_running_loop():
+                handle = self._handle()
+            else:
+                handle = self._handle_of(task, loop)
+        if not self._copy_on_write:
+            return handle[0]  # type: ignore[no-any-return]
+        if handle[2] is None:
+            handle[2] = _CopyOnWriteView(handle)
+        return handle[2]  # type: ignore[no-any-return]
 
-    def _data_of(
-        self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop
-    ) -> MutableMapping[K, V]:
-        """Another task's data: read in, and if need be stored into, its contextvars context."""
+    @property
+    def _copy_on_write(self) -> bool:
+        return self._policy.__class__ is Copy
+
+    def _handle(self) -> Handle:
+        handle = self._var.get()
+        return self._missing() if handle is self._unbound else handle
+
+    def _handle_of(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Handle:
+        """Another task's handle: read in, and if need be stored into, its contextvars context."""
         task_context = _task_context(task)
-        data = task_context.get(self._var)
-        if data is None or data is self._unbound:
-            data = self._root_for(loop)
-            task_context.run(self._var.set, data)
-        if isinstance(data, CowDict):
-            return _escape(data, lambda private: task_context.run(self._var.set, private))
-        return data
+        handle = task_context.get(self._var)
+        if handle is None or handle is self._unbound:
+            handle = self._root_for(loop)
+            task_context.run(self._var.set, handle)
+        return handle
 
-    def _missing(self) -> MutableMapping[K, V]:
-        """Give the current code its root data, or raise the error that says what is wrong."""
+    def _missing(self) -> Handle:
+        """Give the current code a handle of root data, or raise the error that says why not."""
         loop = asyncio._get_running_loop()
         if loop is None:
             raise EventLoopError(
@@ -287,14 +300,14 @@ class Context(MutableMapping[K, V]):
                 "from a task on a loop it is attached to, e.g. "
                 "asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
             )
-        data = self._root_for(loop)
-        self._var.set(data)
-        return data
+        handle = self._root_for(loop)
+        self._var.set(handle)
+        return handle
 
-    def _root_for(self, loop: asyncio.AbstractEventLoop) -> MutableMapping[K, V]:
+    def _root_for(self, loop: asyncio.AbstractEventLoop) -> Handle:
         wrapper = TaskFactoryWrapper.of(loop)
         if wrapper is not None and wrapper.propagates(self):
-            return self._policy.root()
+            return [self._policy.root(), False, None]
         if self._registry.is_attached(self, loop):
             raise TaskFactoryError(
                 f"{self!r} is attached to {loop!r} but the loop's task factory was replaced "
@@ -307,34 +320,26 @@ class Context(MutableMapping[K, V]):
             "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
         )
 
-    def _writable(self) -> MutableMapping[K, V]:
-        """The current data, copied first if it is shared copy-on-write with other tasks."""
-        data = self._var.get()
-        if data.__class__ is CowDict and data.state == SHARED:
-            data = CowDict(data)
-            self._var.set(data)
-        return data
-
     # -- MutableMapping ----------------------------------------------------------------------
     # Reads go straight to the data; the unbound marker resolves itself where there is none.
 
     def __getitem__(self, key: K, /) -> V:
-        return self._var.get()[key]
+        return self._var.get()[0][key]  # type: ignore[no-any-return]
 
     def __setitem__(self, key: K, value: V, /) -> None:
-        self._writable()[key] = value
+        _writable(self._handle())[key] = value
 
     def __delitem__(self, key: K, /) -> None:
-        del self._writable()[key]
+        del _writable(self._handle())[key]
 
     def __iter__(self) -> Iterator[K]:
-        return iter(self._var.get())
+        return iter(self._var.get()[0])
 
     def __len__(self) -> int:
-        return len(self._var.get())
+        return len(self._var.get()[0])
 
     def __contains__(self, key: object, /) -> bool:
-        return key in self._var.get()
+        return key in self._var.get()[0]
 
     @overload
     def get(self, key: K, default: None = None, /) -> V | None: ...
@@ -350,45 +355,82 @@ class Context(MutableMapping[K, V]):
             TaskContextError: The current code has no data and the context is not attached
                 to the running loop: a default never hides a misconfiguration.
         """
-        return self._var.get().get(key, default)
+        return self._var.get()[0].get(key, default)
+
+    def popitem(self) -> tuple[K, V]:
+        """Remove and return an item as the task's mapping chooses (for a dict, the last set;
+        under ``ChainMap()``, one of the task's own layer).
+
+        Raises:
+            KeyError: The task's data (its own layer, under ``ChainMap()``) is empty.
+        """
+        return _writable(self._handle()).popitem()
+
+    def clear(self) -> None:
+        """Remove every key from the current task's data (without copying shared data)."""
+        handle = self._handle()
+        if handle[1]:
+            handle[0] = handle[0].__class__()
+            handle[1] = False
+        else:
+            handle[0].clear()
 
 
-def _escape(data: CowDict[K, V], store: Callable[[CowDict[K, V]], object]) -> CowDict[K, V]:
-    """Make copy-on-write ``data`` safe to hand out: private to its task, never shared again."""
-    if data.state == SHARED:
-        data = CowDict(data)
-        store(data)
-    data.state = ESCAPED
-    return data
+Handle = list[Any]
+"""What a task holds for a context: ``[data, shared, view]`` (see the module docstring)."""
 
 
-class _Unbound(MutableMapping[Any, Any]):
-    """What a task holds for a context where it has no data.
+def _writable(handle: Handle) -> MutableMapping[Any, Any]:
+    """The handle's data, first copied into the handle if it is shared copy-on-write."""
+    if handle[1]:
+        handle[0] = handle[0].copy()
+        handle[1] = False
+    return handle[0]  # type: ignore[no-any-return]
 
-    Any access resolves it through :meth:`Context._missing`: to the policy's root, stored for
-    the task, on a loop where the context is attached; otherwise to the error that says what
-    is wrong.
+
+class _CopyOnWriteView(MutableMapping[Any, Any]):
+    """The live mapping ``data()`` returns under ``Copy()``: reads and writes a task's handle."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: Handle) -> None:
+        self._handle = handle
+
+    def __repr__(self) -> str:
+        return repr(self._handle[0])
+
+    def __getitem__(self, key: Any, /) -> Any:
+        return self._handle[0][key]
+
+    def __setitem__(self, key: Any, value: Any, /) -> None:
+        _writable(self._handle)[key] = value
+
+    def __delitem__(self, key: Any, /) -> None:
+        del _writable(self._handle)[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._handle[0])
+
+    def __len__(self) -> int:
+        return len(self._handle[0])
+
+
+class _Unbound(Handle):
+    """The handle a task holds for a context where it has no data.
+
+    Reading any item resolves it through :meth:`Context._missing`: to a new handle of the
+    policy's root, stored for the task, on a loop where the context is attached; otherwise
+    to the error that says what is wrong.
     """
 
     __slots__ = ("_context",)
 
     def __init__(self, context: Context[Any, Any]) -> None:
+        super().__init__()
         self._context = context
 
     def __repr__(self) -> str:
         return f"<no data for {self._context!r}>"
 
-    def __getitem__(self, key: Any, /) -> Any:
-        return self._context._missing()[key]
-
-    def __setitem__(self, key: Any, value: Any, /) -> None:
-        self._context._missing()[key] = value
-
-    def __delitem__(self, key: Any, /) -> None:
-        del self._context._missing()[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._context._missing())
-
-    def __len__(self) -> int:
-        return len(self._context._missing())
+    def __getitem__(self, index: Any, /) -> Any:
+        return self._context._missing()[index]

@@ -11,51 +11,20 @@ import abc
 import collections
 import copy
 from collections.abc import MutableMapping
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["ChainMap", "Copy", "CowDict", "DeepCopy", "Layers", "PropagationPolicy", "Share"]
+__all__ = ["ChainMap", "Copy", "DeepCopy", "Layers", "PropagationPolicy", "Share"]
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
-# States of a CowDict.
-PRIVATE: Final = 0
-"""Held by one task only: written in place."""
-SHARED: Final = 1
-"""Possibly held by several tasks: copied before the first write."""
-ESCAPED: Final = 2
-"""Handed out by ``Context.data()``: never shared, children get real copies."""
-
-
-class CowDict(dict[_K, _V]):
-    """The data of a :class:`Copy` context: a dict that tasks share until one of them writes.
-
-    Spawning a child under ``Copy()`` marks the parent's dict ``SHARED`` and gives the child
-    the same object, so spawning costs the same for 3 keys or 1,000. ``Context`` copies a
-    shared dict before writing to it, so neither side ever sees the other's later writes:
-    exactly a shallow copy, observed from anywhere. A dict handed out by ``Context.data()``
-    is ``ESCAPED`` (its holder may write to it directly) and is really copied at spawn.
-    Reads are plain dict reads.
-    """
-
-    __slots__ = ("state",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state: int = PRIVATE
-
-    def __reduce__(self) -> tuple[type[dict[_K, _V]], tuple[dict[_K, _V]]]:
-        """Copy, deep-copy and pickle as a plain dict: the sharing state stays behind."""
-        return dict, (dict(self),)
-
-
 class Layers(collections.ChainMap[_K, _V]):
-    """The data of a :class:`ChainMap` context: a ChainMap with a faster, exception-free lookup.
+    """The data of a :class:`ChainMap` context: a ChainMap whose lookups raise no exceptions.
 
-    ``collections.ChainMap`` raises and catches a ``KeyError`` per layer that misses; with
-    one layer per task generation, deep task trees made every read slow.
+    ``collections.ChainMap`` raises and catches a ``KeyError`` for each layer that misses;
+    with a layer per task generation, that made reads in deep task trees slow.
     """
 
     def __getitem__(self, key: _K) -> _V:
@@ -147,20 +116,15 @@ class Copy(PropagationPolicy):
     """
 
     def inherit(self, parent: MutableMapping[_K, _V], /) -> MutableMapping[_K, _V]:
-        """Return a shallow copy of ``parent``.
+        """Return a shallow copy of ``parent``, of the same type.
 
-        (The task factory does better for ``Copy()`` contexts: it shares the parent's dict
-        copy-on-write, which observably is the same shallow copy; see :class:`CowDict`.)
+        (For ``Copy()`` contexts the task factory does better than calling this: parent and
+        child share one dict copy-on-write, which is observably the same shallow copy but
+        costs the same for 3 keys or 1,000.)
         """
-        if isinstance(parent, CowDict):
-            return CowDict(parent)
         if parent.__class__ is dict:
             return parent.copy()
         return copy.copy(parent)
-
-    def root(self) -> MutableMapping[_K, _V]:
-        """Return a new, empty copy-on-write dict."""
-        return CowDict()
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar
 import attrs
 
 from ._errors import TaskFactoryError
-from ._policy import ESCAPED, SHARED, Copy, CowDict, PropagationPolicy, Share
+from ._policy import Copy, PropagationPolicy, Share
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -59,11 +59,13 @@ ATTACH_LOCK = threading.RLock()
 _THIS_FILE = os.path.normcase(__file__)
 _BASE_EVENTS_FILE = os.path.normcase(asyncio.base_events.__file__)
 
-_Var = contextvars.ContextVar[MutableMapping[Any, Any]]
-_Token = contextvars.Token[MutableMapping[Any, Any]]
+# A context's variable holds a handle, [data, shared, view]: see _context's docstring.
+_Handle = list[Any]
+_Var = contextvars.ContextVar[_Handle]
+_Token = contextvars.Token[_Handle]
 _Inherit = Callable[[MutableMapping[Any, Any]], MutableMapping[Any, Any]]
 # Per attached context: its variable, fast-path mode, policy.inherit and unbound marker.
-_Plan = tuple[tuple[_Var, str, _Inherit, MutableMapping[Any, Any]], ...]
+_Plan = tuple[tuple[_Var, str, _Inherit, _Handle], ...]
 
 
 def check_loop(loop: object) -> asyncio.AbstractEventLoop:
@@ -118,7 +120,7 @@ class TaskFactoryWrapper:
     _contexts: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
     _plan: _Plan = attrs.field(default=(), init=False)
     _detached: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
-    _detached_plan: tuple[tuple[_Var, MutableMapping[Any, Any]], ...] = attrs.field(
+    _detached_plan: tuple[tuple[_Var, _Handle], ...] = attrs.field(
         default=(), init=False
     )
 
@@ -264,21 +266,21 @@ class TaskFactoryWrapper:
             # The task will copy the caller's current contextvars context: put each child's
             # data there for the duration of the inner factory call, then take it out.
             tokens = []
-            adopted: list[tuple[_Var, MutableMapping[Any, Any]]] | None = None
+            adopted: list[tuple[_Var, _Handle]] | None = None
             try:
                 for var, mode, inherit, unbound in self._plan:
                     parent = var.get()
                     if parent is unbound:
                         if adopted is None:
                             adopted = []
-                        child = self._first_data(var, inherit, unbound, loop, adopted)
+                        child = self._first_handle(var, mode, inherit, unbound, loop, adopted)
                     elif mode is _SHARE:
-                        child = parent
-                    elif mode is _COPY and parent.__class__ is CowDict and parent.state != ESCAPED:
-                        parent.state = SHARED
-                        child = parent
+                        continue  # the task will inherit this very handle with the context
+                    elif mode is _COPY:
+                        parent[1] = True
+                        child = [parent[0], True, None]
                     else:
-                        child = inherit(parent)
+                        child = [inherit(parent[0]), False, None]
                     tokens.append(var.set(child))
                 for var, unbound in self._detached_plan:
                     if var.get() is not unbound:
@@ -298,22 +300,23 @@ class TaskFactoryWrapper:
             _trim_source_traceback(task._source_traceback)
         return task  # type: ignore[no-any-return]
 
-    def _first_data(
+    def _first_handle(
         self,
         var: _Var,
+        mode: str,
         inherit: _Inherit,
-        unbound: MutableMapping[Any, Any],
+        unbound: _Handle,
         loop: asyncio.AbstractEventLoop,
-        adopted: list[tuple[_Var, MutableMapping[Any, Any]]],
-    ) -> MutableMapping[Any, Any]:
-        """The child's data when its creator has none (rules 1 and 3 of the contract)."""
-        root = unbound._context.policy.root()  # type: ignore[attr-defined]
+        adopted: list[tuple[_Var, _Handle]],
+    ) -> _Handle:
+        """The child's handle when its creator has no data (rules 1 and 3 of the contract)."""
+        root: _Handle = [unbound._context.policy.root(), False, None]  # type: ignore[attr-defined]
         if asyncio.current_task(loop) is None:
-            return root  # type: ignore[no-any-return]
+            return root
         # A running task that never touched the context: it gets its root now (once the
         # child exists), so that the child's data derives from the parent's (Share shares).
         adopted.append((var, root))
-        return inherit(root)
+        return _derive(mode, inherit, root)
 
     def _spawn_in(
         self,
@@ -323,16 +326,14 @@ class TaskFactoryWrapper:
         kwargs: dict[str, Any],
     ) -> asyncio.Task[Any]:
         """Create a task that runs in the given ``contextvars`` context (``context=``)."""
-        values: list[tuple[_Var, MutableMapping[Any, Any]]] = []
+        values: list[tuple[_Var, _Handle]] = []
         for var, mode, inherit, unbound in self._plan:
             parent = context.get(var)
             if parent is None or parent is unbound:
-                values.append((var, unbound._context.policy.root()))  # type: ignore[attr-defined]
-            elif mode is _COPY and parent.__class__ is CowDict and parent.state != ESCAPED:
-                parent.state = SHARED
-                values.append((var, parent))
-            else:
-                values.append((var, inherit(parent)))
+                root = unbound._context.policy.root()  # type: ignore[attr-defined]
+                values.append((var, [root, False, None]))
+            elif mode is not _SHARE:  # under Share the task finds the handle already there
+                values.append((var, _derive(mode, inherit, parent)))
         for var, unbound in self._detached_plan:
             parent = context.get(var)
             if parent is not None and parent is not unbound:
@@ -368,7 +369,17 @@ def _mode(policy: PropagationPolicy) -> str:
     return _OTHER
 
 
-def _set_all(values: list[tuple[_Var, MutableMapping[Any, Any]]]) -> list[_Token]:
+def _derive(mode: str, inherit: _Inherit, parent: _Handle) -> _Handle:
+    """The child's handle, given its parent's: what ``__call__`` inlines for speed."""
+    if mode is _SHARE:
+        return parent
+    if mode is _COPY:
+        parent[1] = True
+        return [parent[0], True, None]
+    return [inherit(parent[0]), False, None]
+
+
+def _set_all(values: list[tuple[_Var, _Handle]]) -> list[_Token]:
     return [var.set(value) for var, value in values]
 
 
