@@ -31,6 +31,7 @@ from aiocontext import (
     TaskFactoryWrapper,
     loop_factory,
 )
+from conftest import CoroutineLike
 
 T = TypeVar("T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -242,7 +243,7 @@ class TestEquality:
             ctx["b"] = 2
             return ctx == {"a": 1, "b": 2}
 
-        assert await asyncio.create_task(child())
+        assert True is await asyncio.create_task(child())
 
     @pytest.mark.asyncio
     async def test_contexts_compare_by_identity(self) -> None:
@@ -288,7 +289,7 @@ class TestEquality:
         registry = ContextRegistry()
         first: Context[str, Any] = Context(registry=registry).attach()
         second: Context[str, Any] = Context(registry=registry).attach()
-        assert first == {} and second == {}
+        assert ({}, {}) == (dict(first), dict(second))
         assert 2 == len({first, second})
 
 
@@ -463,6 +464,54 @@ class TestData:
         child_data = await asyncio.create_task(child())
         assert child_data is not parent_data
 
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("policy", [Share(), Copy(), DeepCopy(), ChainMap()], ids=repr)
+    async def test_data_is_a_full_mutable_mapping(self, policy: PropagationPolicy) -> None:
+        """The mapping ``data()`` returns supports reads, writes, deletes, ``len`` and
+        iteration, and each is a read or write of the context, also in a child task."""
+        ctx: Context[str, int] = Context(policy, registry=ContextRegistry()).attach()
+        ctx["a"] = 1
+
+        async def child() -> tuple[int, list[str], int, dict[str, int]]:
+            data = ctx.data()
+            data["b"] = 2
+            data["c"] = 3
+            del data["c"]
+            return data["a"], list(data), len(data), dict(ctx)
+
+        assert (1, ["a", "b"], 2, {"a": 1, "b": 2}) == await asyncio.create_task(child())
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("policy", [Share(), Copy(), DeepCopy()], ids=repr)
+    async def test_data_repr_shows_the_items(self, policy: PropagationPolicy) -> None:
+        """The mapping ``data()`` returns has the repr of a dict of the current items."""
+        ctx: Context[str, int] = Context(policy, registry=ContextRegistry()).attach()
+        ctx["a"] = 1
+        assert repr({"a": 1}) == repr(ctx.data())
+
+    @pytest.mark.asyncio
+    async def test_data_writes_in_child_stay_in_child(self) -> None:
+        """Under Copy(), writes and deletes through a child's ``data()`` do not reach the
+        parent, and the parent's through its ``data()`` do not reach the child."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        ctx.update(a=1, b=2)
+        parent_data = ctx.data()
+        written, go = asyncio.Event(), asyncio.Event()
+
+        async def child() -> dict[str, int]:
+            data = ctx.data()
+            del data["a"]
+            data["c"] = 3
+            written.set()
+            await go.wait()
+            return dict(data)
+
+        task = asyncio.create_task(child())
+        await written.wait()
+        del parent_data["b"]
+        go.set()
+        assert ({"b": 2, "c": 3}, {"a": 1}) == (await task, dict(ctx))
+
     @needs_312
     @pytest.mark.asyncio
     async def test_data_of_another_task_reads_and_writes_its_data(self) -> None:
@@ -630,7 +679,8 @@ class TestWhereDataComesFrom:
         loop = asyncio.get_running_loop()
         skip_if_eager_factory_broken(loop)
         with restoring_task_factory(loop):
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_312 (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
             ctx["a"] = 1
             seen: list[int | None] = []
@@ -652,7 +702,8 @@ class TestWhereDataComesFrom:
         loop = asyncio.get_running_loop()
         skip_if_eager_factory_broken(loop)
         with restoring_task_factory(loop):
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_312 (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             ctx: Context[str, Any] = Context(Generations(), registry=ContextRegistry()).attach()
             ctx["parent"] = True
             seen: list[dict[str, Any]] = []
@@ -663,6 +714,22 @@ class TestWhereDataComesFrom:
             task = asyncio.create_task(child(), context=contextvars.Context())
             assert [{"generation": 0}] == seen
             await task
+
+    @pytest.mark.skipif(sys.version_info < (3, 14), reason="create_task(eager_start=) is 3.14+")
+    @pytest.mark.asyncio
+    async def test_eager_start_task_sees_data_in_its_first_step(self) -> None:
+        """A task created with ``eager_start=True`` sees its data in its eager first step."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        ctx["a"] = 1
+        seen: list[int | None] = []
+
+        async def child() -> None:
+            seen.append(ctx.get("a"))
+
+        eager: dict[str, Any] = {"eager_start": True}
+        task = asyncio.create_task(child(), **eager)
+        assert [1] == seen
+        await task
 
     @needs_312
     def test_eager_main_task_from_loop_factory(self, new_loop: LoopFactory) -> None:
@@ -676,7 +743,8 @@ class TestWhereDataComesFrom:
 
         def eager_loop() -> asyncio.AbstractEventLoop:
             loop = new_loop()
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_312 (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             return loop
 
         async def child(seen: list[int]) -> None:
@@ -727,6 +795,23 @@ class TestWhereDataComesFrom:
 
         assert "other" == await asyncio.create_task(child(), context=captured)
         assert "main" == ctx["who"]
+
+    @needs_312
+    @pytest.mark.asyncio
+    async def test_creators_own_running_context_is_shared(self) -> None:
+        """A task given the creator's own running ``contextvars`` context (which is then
+        shared by both) runs with the creator's data."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["who"] = "parent"
+        current = asyncio.current_task()
+        assert current is not None
+
+        async def child() -> str:
+            return ctx["who"]
+
+        if sys.version_info >= (3, 12):  # true under needs_312 (mypy ignores skipif)
+            task = asyncio.create_task(child(), context=current.get_context())
+            assert "parent" == await task
 
     @pytest.mark.asyncio
     async def test_empty_explicit_context_gives_root(self) -> None:
@@ -812,7 +897,8 @@ class TestWhereDataComesFrom:
         loop = asyncio.get_running_loop()
         skip_if_eager_factory_broken(loop)
         with restoring_task_factory(loop):
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_312 (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             ctx: Context[str, str] = Context(Share(), registry=ContextRegistry()).attach()
 
             async def child() -> None:
@@ -821,6 +907,34 @@ class TestWhereDataComesFrom:
             task = asyncio.create_task(child())
             assert {"eager": "child"} == dict(ctx)
             await task
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        ("policy", "expected"),
+        [(Share(), {"child": "c"}), (Copy(), {}), (ChainMap(), {}), (DeepCopy(), {})],
+        ids=repr,
+    )
+    async def test_task_created_before_attach_gets_root_when_it_spawns(
+        self, policy: PropagationPolicy, expected: dict[str, str]
+    ) -> None:
+        """A task created before attach() has no data; when it spawns before touching the
+        context it gets its root at that moment and the child derives from it (rule 3)."""
+        ctx: Context[str, str] = Context(policy, registry=ContextRegistry())
+        attached = asyncio.Event()
+
+        async def child() -> None:
+            ctx["child"] = "c"
+
+        async def early() -> dict[str, str]:
+            await attached.wait()
+            await asyncio.create_task(child())
+            return dict(ctx)
+
+        task = asyncio.create_task(early())
+        await asyncio.sleep(0)
+        ctx.attach()
+        attached.set()
+        assert expected == await task
 
     # -- rule 4: a task without data gets root() on first access ---------------------------
 
@@ -959,6 +1073,21 @@ class TestWhereDataComesFrom:
 
 
 class TestAttach:
+    @pytest.mark.asyncio
+    async def test_attach_gives_the_caller_data_its_callbacks_share(self) -> None:
+        """attach() from inside the loop gives the calling task its data at once, so a
+        callback it schedules before touching the context writes to the task's data."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        done = asyncio.Event()
+
+        def callback() -> None:
+            ctx["from"] = "callback"
+            done.set()
+
+        asyncio.get_running_loop().call_soon(callback)
+        await done.wait()
+        assert {"from": "callback"} == dict(ctx)
+
     def test_attach_returns_self(self, loop: asyncio.AbstractEventLoop) -> None:
         """``attach(loop)`` returns the context, so ``ctx = Context().attach(loop)`` works."""
         ctx: Context[str, Any] = Context(registry=ContextRegistry())
@@ -1024,7 +1153,7 @@ class TestAttach:
         made: list[str] = []
 
         def factory(
-            loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+            loop: asyncio.AbstractEventLoop, coro: CoroutineLike, **kwargs: Any
         ) -> asyncio.Task[Any]:
             made.append("task")
             return asyncio.Task(coro, loop=loop, **kwargs)
@@ -1141,6 +1270,32 @@ class TestDetach:
 
         with pytest.raises(TaskContextError):
             await asyncio.create_task(child())
+
+    @pytest.mark.asyncio
+    async def test_task_given_context_after_detach_has_no_data(self) -> None:
+        """A task created after ``detach`` with ``context=`` a copy of a context that has
+        data still has no data."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        ctx["a"] = 1
+        ctx.detach()
+
+        async def child() -> int:
+            return ctx["a"]
+
+        with pytest.raises(TaskContextError):
+            await asyncio.create_task(child(), context=contextvars.copy_context())
+
+    @pytest.mark.asyncio
+    async def test_task_given_empty_context_after_detach_has_no_data(self) -> None:
+        """A task created after ``detach`` with ``context=`` an empty context has no data."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        ctx.detach()
+
+        async def child() -> int:
+            return len(ctx)
+
+        with pytest.raises(TaskContextError):
+            await asyncio.create_task(child(), context=contextvars.Context())
 
     @pytest.mark.asyncio
     async def test_detach_with_explicit_loop(self) -> None:
@@ -1319,11 +1474,15 @@ class TestErrors:
         with restoring_task_factory(loop):
             ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
             loop.set_task_factory(None)
-            with pytest.raises(TaskFactoryError, match=r"attach"):
+
+            async def write() -> dict[str, int]:
                 ctx["a"] = 1
+                return dict(ctx)
+
+            with pytest.raises(TaskFactoryError, match=r"attach"):
+                await loop.create_task(write(), context=contextvars.Context())
             ctx.attach()
-            ctx["a"] = 1
-            assert {"a": 1} == ctx
+            assert {"a": 1} == await loop.create_task(write(), context=contextvars.Context())
 
 
 class TestAsyncioAPIs:
@@ -1454,3 +1613,121 @@ class TestAsyncioAPIs:
         for t in threads:
             t.join()
         assert {"one": {"thread": "one"}, "two": {"thread": "two"}} == results
+
+
+class TestCopyOnWrite:
+    """Under Copy() parent and children share one dict until either writes; nothing of that
+    is observable: every task sees exactly a shallow copy."""
+
+    @pytest.mark.asyncio
+    async def test_large_context_is_copied_exactly(self) -> None:
+        """A child of a 1,000-key context reads every key; neither side sees the other's
+        writes, deletions or clear()."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        ctx.update({f"k{i}": i for i in range(1000)})
+        child_may_write = asyncio.Event()
+
+        async def child() -> tuple[int, int, dict[str, int]]:
+            total = sum(ctx[f"k{i}"] for i in range(1000))
+            await child_may_write.wait()
+            seen_parent_write = ctx.get("parent", -1)
+            ctx["k0"] = -1
+            del ctx["k1"]
+            ctx.clear()
+            ctx["child"] = 1
+            return total, seen_parent_write, dict(ctx)
+
+        task = asyncio.create_task(child())
+        await asyncio.sleep(0)
+        ctx["parent"] = 1
+        child_may_write.set()
+        assert (sum(range(1000)), -1, {"child": 1}) == await task
+        assert 1001 == len(ctx)
+        assert (0, 1, 1) == (ctx["k0"], ctx["k1"], ctx["parent"])
+
+    @pytest.mark.asyncio
+    async def test_siblings_share_until_one_writes(self) -> None:
+        """Two children of one parent see the parent's data; one child's write reaches
+        neither its sibling nor the parent."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["who"] = "parent"
+        first_wrote = asyncio.Event()
+
+        async def first() -> str:
+            ctx["who"] = "first"
+            first_wrote.set()
+            return ctx["who"]
+
+        async def second() -> str:
+            await first_wrote.wait()
+            return ctx["who"]
+
+        assert ["first", "parent"] == list(await asyncio.gather(first(), second()))
+        assert "parent" == ctx["who"]
+
+    @pytest.mark.asyncio
+    async def test_clear_of_shared_data_leaves_the_other_side(self) -> None:
+        """clear() in a parent whose data a child still shares empties only the parent."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["a"] = "x"
+        cleared = asyncio.Event()
+
+        async def child() -> dict[str, str]:
+            await cleared.wait()
+            return dict(ctx)
+
+        task = asyncio.create_task(child())
+        await asyncio.sleep(0)
+        ctx.clear()
+        cleared.set()
+        assert {"a": "x"} == await task
+        assert {} == dict(ctx)
+
+    @pytest.mark.asyncio
+    async def test_data_view_is_live_stable_and_isolated(self) -> None:
+        """data() is one live view per task: writes through it after a spawn stay the
+        parent's; it compares and prints like the dict it shows."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        view = ctx.data()
+        view["a"] = "parent"
+        assert view is ctx.data()
+
+        async def child() -> tuple[str, str]:
+            await asyncio.sleep(0)
+            return ctx["a"], repr(ctx.data())
+
+        task = asyncio.create_task(child())
+        view["a"] = "changed after spawn"
+        del view["a"]
+        view["b"] = "b"
+        assert ("parent", "{'a': 'parent'}") == await task
+        assert {"b": "b"} == view
+        assert ["b"] == list(view)
+        assert 1 == len(view)
+        assert "{'b': 'b'}" == repr(view)
+
+    @pytest.mark.asyncio
+    async def test_copy_policy_subclass_gets_real_copies(self) -> None:
+        """A subclass of Copy (not Copy itself) is called for every spawn: its inherit()
+        sees and returns real, separate mappings."""
+
+        @attrs.frozen
+        class Tagged(Copy):
+            def inherit(self, parent: MutableMapping[Any, Any], /) -> MutableMapping[Any, Any]:
+                child = super().inherit(parent)
+                child["tag"] = "child"
+                return child
+
+        ctx: Context[str, str] = Context(Tagged(), registry=ContextRegistry()).attach()
+        ctx["tag"] = "parent"
+
+        async def child() -> str:
+            return ctx["tag"]
+
+        assert "child" == await asyncio.create_task(child())
+        assert "parent" == ctx["tag"]
+
+    def test_unbound_marker_repr_names_the_context(self) -> None:
+        """The marker held where there is no data names its context."""
+        ctx: Context[str, str] = Context(name="request", registry=ContextRegistry())
+        assert f"<no data for {ctx!r}>" == repr(ctx.unbound)

@@ -238,6 +238,18 @@ class TestCopy:
         child["a"] = 2
         assert (1, 2, 3) == (root["a"], child["a"], grandchild["a"])
 
+    @pytest.mark.parametrize(
+        "mapping_type", [collections.OrderedDict, collections.UserDict], ids=lambda t: t.__name__
+    )
+    def test_inherit_copies_other_mapping_types(
+        self, mapping_type: Callable[[dict[str, Any]], MutableMapping[str, Any]]
+    ) -> None:
+        """``Copy().inherit`` shallow-copies mappings that are not plain dicts too."""
+        parent = mapping_type({"a": 1, "list": []})
+        child = Copy().inherit(parent)
+        child["a"] = 2
+        assert ({"a": 1, "list": []}, True) == (dict(parent), child["list"] is parent["list"])
+
     def test_root_is_a_new_empty_dict(self) -> None:
         """``Copy().root()`` is an empty dict, a new one each call."""
         first: MutableMapping[str, Any] = Copy().root()
@@ -304,6 +316,34 @@ class TestCopy:
 
         await asyncio.create_task(child())
         assert {"k": "parent"} == ctx
+
+    @pytest.mark.asyncio
+    async def test_clear_in_child_not_seen_by_parent(self) -> None:
+        """Under Copy() a child's ``clear()`` empties only the child's data."""
+        ctx: Context[str, Any] = Context(Copy(), registry=ContextRegistry()).attach()
+        ctx["k"] = "parent"
+
+        async def child() -> dict[str, Any]:
+            ctx.clear()
+            return dict(ctx)
+
+        assert ({}, {"k": "parent"}) == (await asyncio.create_task(child()), dict(ctx))
+
+    @pytest.mark.asyncio
+    async def test_clear_in_parent_after_spawn_not_seen_by_child(self) -> None:
+        """Under Copy() a parent's ``clear()`` after a spawn leaves the child's data whole."""
+        ctx: Context[str, Any] = Context(Copy(), registry=ContextRegistry()).attach()
+        ctx["k"] = "parent"
+        go = asyncio.Event()
+
+        async def child() -> dict[str, Any]:
+            await go.wait()
+            return dict(ctx)
+
+        task = asyncio.create_task(child())
+        ctx.clear()
+        go.set()
+        assert ({"k": "parent"}, {}) == (await task, dict(ctx))
 
     @pytest.mark.asyncio
     async def test_siblings_do_not_see_each_other(self) -> None:
@@ -381,6 +421,17 @@ class TestDeepCopy:
         notes = excinfo.value.__notes__
         assert (1, True, False) == (len(notes), "'lock'" in notes[0], "other_lock" in notes[0])
 
+    def test_uncopyable_key_raises_the_original_error(self) -> None:
+        """A key that cannot be deep-copied makes ``inherit`` raise the original error
+        (there is no value to name)."""
+
+        class Uncopyable:
+            def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+                raise TypeError("cannot deep-copy this key")
+
+        with pytest.raises(TypeError, match="cannot deep-copy this key"):
+            DeepCopy().inherit({Uncopyable(): 1})
+
     @pytest.mark.asyncio
     async def test_uncopyable_value_makes_spawn_fail(self) -> None:
         """Spawning under DeepCopy() with an uncopyable value raises from ``create_task``
@@ -438,6 +489,22 @@ class TestDeepCopy:
 
 
 class TestChainMap:
+    @pytest.mark.asyncio
+    async def test_pop_in_child_searches_only_its_own_layer(self) -> None:
+        """``ctx.pop(key, default)`` in a child returns the default for a key only the
+        parent holds, like ``ChainMap.pop``; without a default it raises KeyError."""
+        ctx: Context[str, str] = Context(ChainMap(), registry=ContextRegistry()).attach()
+        ctx["parent"] = "p"
+
+        async def child() -> tuple[str, str]:
+            ctx["own"] = "c"
+            with pytest.raises(KeyError):
+                ctx.pop("parent")
+            return ctx.pop("parent", "default"), ctx.pop("own")
+
+        assert ("default", "c") == await asyncio.create_task(child())
+        assert {"parent": "p"} == dict(ctx)
+
     def test_root_is_a_chainmap_with_one_empty_layer(self) -> None:
         """``ChainMap().root()`` is a new ``collections.ChainMap`` with one empty layer."""
         first: MutableMapping[str, Any] = ChainMap().root()
@@ -488,6 +555,20 @@ class TestChainMap:
         with pytest.raises(KeyError):
             del child["a"]
         assert "parent" == parent["a"]
+
+    @pytest.mark.asyncio
+    async def test_child_reads_through_all_layers(self) -> None:
+        """Under ChainMap() a child finds its parent's keys (``[]``, ``get``, ``in``) and a
+        key no layer holds raises KeyError."""
+        ctx: Context[str, Any] = Context(ChainMap(), registry=ContextRegistry()).attach()
+        ctx["parent"] = "p"
+
+        async def child() -> tuple[Any, Any, bool, bool]:
+            with pytest.raises(KeyError):
+                ctx["missing"]
+            return ctx["parent"], ctx.get("missing", "default"), "parent" in ctx, "x" in ctx
+
+        assert ("p", "default", True, False) == await asyncio.create_task(child())
 
     @pytest.mark.asyncio
     async def test_child_writes_not_seen_by_parent(self) -> None:

@@ -26,6 +26,7 @@ from aiocontext import (
     TaskFactoryError,
     TaskFactoryWrapper,
 )
+from conftest import CoroutineLike
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -51,7 +52,7 @@ class RecordingFactory:
         self.calls: list[tuple[asyncio.AbstractEventLoop, object, dict[str, Any]]] = []
 
     def __call__(
-        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], /, **kwargs: Any
+        self, loop: asyncio.AbstractEventLoop, coro: CoroutineLike, /, **kwargs: Any
     ) -> asyncio.Task[Any]:
         self.calls.append((loop, coro, dict(kwargs)))
         name, context = kwargs.get("name"), kwargs.get("context")
@@ -73,21 +74,21 @@ class MyTask(asyncio.Task[Any]):
 
 
 def custom_factory(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], /, **kwargs: Any
+    loop: asyncio.AbstractEventLoop, coro: CoroutineLike, /, **kwargs: Any
 ) -> asyncio.Task[Any]:
     """A custom factory taking keywords (as 3.11+ asyncio passes ``context=``)."""
     return MyTask(coro, loop=loop, **kwargs)
 
 
 def two_argument_factory(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
+    loop: asyncio.AbstractEventLoop, coro: CoroutineLike
 ) -> asyncio.Task[Any]:
     """An old-style factory that accepts no keywords at all."""
     return MyTask(coro, loop=loop)
 
 
 def failing_factory(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], /, **kwargs: Any
+    loop: asyncio.AbstractEventLoop, coro: CoroutineLike, /, **kwargs: Any
 ) -> asyncio.Task[Any]:
     """A factory that always raises."""
     raise Boom("the inner factory failed")
@@ -115,7 +116,8 @@ _EAGER_WORKS: dict[type[asyncio.AbstractEventLoop], bool] = {}
 
 def _probe_eager_factory(kind: type[asyncio.AbstractEventLoop]) -> None:
     probe = kind()
-    probe.set_task_factory(asyncio.eager_task_factory)
+    if sys.version_info >= (3, 12):  # only needs_eager tests probe; mypy reads this check
+        probe.set_task_factory(asyncio.eager_task_factory)
     coro = nothing()
     try:
         probe.run_until_complete(probe.create_task(coro))
@@ -241,10 +243,11 @@ class TestTaskFactoryWrapperInstall:
     @needs_eager
     def test_install_wraps_eager_task_factory(self, loop: asyncio.AbstractEventLoop) -> None:
         """``asyncio.eager_task_factory`` set before install becomes the wrapper's inner."""
-        loop.set_task_factory(asyncio.eager_task_factory)
-        wrapper = TaskFactoryWrapper.install(loop, ContextRegistry())
+        if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
+            loop.set_task_factory(asyncio.eager_task_factory)
+            wrapper = TaskFactoryWrapper.install(loop, ContextRegistry())
 
-        assert asyncio.eager_task_factory is wrapper.inner
+            assert asyncio.eager_task_factory is wrapper.inner
 
     def test_install_rejects_non_loop(self) -> None:
         """install(), uninstall() and of() raise TypeError for something that is not a loop."""
@@ -321,11 +324,12 @@ class TestTaskFactoryWrapperInstall:
     @needs_eager
     def test_uninstall_restores_eager_task_factory(self, loop: asyncio.AbstractEventLoop) -> None:
         """uninstall() puts back ``asyncio.eager_task_factory`` itself."""
-        loop.set_task_factory(asyncio.eager_task_factory)
-        TaskFactoryWrapper.install(loop, ContextRegistry())
-        TaskFactoryWrapper.uninstall(loop)
+        if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
+            loop.set_task_factory(asyncio.eager_task_factory)
+            TaskFactoryWrapper.install(loop, ContextRegistry())
+            TaskFactoryWrapper.uninstall(loop)
 
-        assert asyncio.eager_task_factory is loop.get_task_factory()
+            assert asyncio.eager_task_factory is loop.get_task_factory()
 
     def test_uninstall_restores_assigned_inner(self, loop: asyncio.AbstractEventLoop) -> None:
         """uninstall() puts back the inner factory as last assigned."""
@@ -975,7 +979,8 @@ class TestTaskFactoryWrapperEager:
         loop = asyncio.get_running_loop()
         skip_unless_loop_accepts_eager_factory(loop)
         with restoring_factory(loop):
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
             ctx["k"] = "parent"
             seen: list[str] = []
@@ -997,7 +1002,8 @@ class TestTaskFactoryWrapperEager:
         loop = asyncio.get_running_loop()
         skip_unless_loop_accepts_eager_factory(loop)
         with restoring_factory(loop):
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
             ctx["depth"] = 0
             seen: list[int] = []
@@ -1022,7 +1028,8 @@ class TestTaskFactoryWrapperEager:
         loop = asyncio.get_running_loop()
         skip_unless_loop_accepts_eager_factory(loop)
         with restoring_factory(loop):
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             ctx: Context[str, str] = Context(Share(), registry=ContextRegistry()).attach()
 
             async def child() -> None:
@@ -1040,7 +1047,8 @@ class TestTaskFactoryWrapperEager:
         loop = asyncio.get_running_loop()
         skip_unless_loop_accepts_eager_factory(loop)
         with restoring_factory(loop):
-            loop.set_task_factory(asyncio.eager_task_factory)
+            if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
+                loop.set_task_factory(asyncio.eager_task_factory)
             ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
 
             async def capture() -> contextvars.Context:

@@ -186,7 +186,8 @@ class Context(MutableMapping[K, V]):
         """Attach the context to ``loop`` (default: the running loop); idempotent.
 
         Installs a :class:`~aiocontext.TaskFactoryWrapper` around the loop's task factory if
-        it has none. Tasks the loop creates from now on get data for this context.
+        it has none. Tasks the loop creates from now on get data for this context, and
+        code calling ``attach()`` from inside the loop gets its (root) data at once.
 
         Returns:
             The context itself, so ``ctx = Context().attach(loop)`` works.
@@ -195,7 +196,12 @@ class Context(MutableMapping[K, V]):
             EventLoopError: ``loop`` is ``None`` and no loop is running, or the loop is closed.
             TypeError: ``loop`` is not an event loop.
         """
-        self._registry.attach(self, self._loop_or_running(loop, "attach"))
+        loop = self._loop_or_running(loop, "attach")
+        self._registry.attach(self, loop)
+        if loop is asyncio._get_running_loop() and self._var.get() is self._unbound:
+            # The calling code gets its data now, so that callbacks and threads it starts
+            # before touching the context share it rather than each getting their own.
+            self._var.set([self._policy.root(), False, None])
         return self
 
     def detach(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -356,6 +362,23 @@ class Context(MutableMapping[K, V]):
                 to the running loop: a default never hides a misconfiguration.
         """
         return self._var.get()[0].get(key, default)
+
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: V, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: _T, /) -> V | _T: ...
+    def pop(self, key: K, /, *default: object) -> object:
+        """Remove ``key`` from the current task's data and return its value (or ``default``).
+
+        Under ``ChainMap()`` only the task's own layer is searched, as
+        :meth:`collections.ChainMap.pop` does.
+
+        Raises:
+            KeyError: ``key`` is not there and no default was given.
+        """
+        return _writable(self._handle()).pop(key, *default)
 
     def popitem(self) -> tuple[K, V]:
         """Remove and return an item as the task's mapping chooses (for a dict, the last set;
