@@ -14,6 +14,7 @@ Example:
 
 from ._context import Context
 from ._errors import AioContextError, EventLoopError, TaskContextError, TaskFactoryError
+from ._key import Key
 from ._loop_factory import loop_factory
 from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
 from ._registry import ContextRegistry
@@ -27,6 +28,7 @@ __all__ = [
     "Copy",
     "DeepCopy",
     "EventLoopError",
+    "Key",
     "PropagationPolicy",
     "Share",
     "TaskContextError",

@@ -27,15 +27,18 @@ How it works, in one place:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import sys
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, overload
+from collections.abc import Iterator, Mapping, MutableMapping
+from types import TracebackType
+from typing import Any, Generic, overload
 
 import attrs
 from typing_extensions import Self, TypeVar
 
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
+from ._key import MISSING, Key
 from ._policy import Copy, PropagationPolicy
 from ._registry import ContextRegistry, default_registry
 from ._task_factory import TaskFactoryWrapper, check_loop
@@ -45,6 +48,7 @@ __all__ = ["Context"]
 K = TypeVar("K", default=str)
 V = TypeVar("V", default=Any)
 _T = TypeVar("_T")
+_D = TypeVar("_D")
 
 
 def _check_policy(_instance: object, _attribute: object, policy: Any) -> None:
@@ -326,16 +330,112 @@ class Context(MutableMapping[K, V]):
             "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
         )
 
+    # -- scoped values and snapshots ---------------------------------------------------------
+
+    @overload
+    def bound(self, key: Key[_T], value: _T, /) -> Binding: ...
+    @overload
+    def bound(self, values: Mapping[K, V], /) -> Binding: ...
+    @overload
+    def bound(self: Context[str, V], /, **values: V) -> Binding: ...
+    def bound(self, /, *args: Any, **values: Any) -> Binding:
+        """Set keys for the duration of a ``with`` (or ``async with``) block.
+
+        On exit the current task's previous values come back, and keys it did not have are
+        removed, also when the block raises or is cancelled.
+
+        Example:
+            >>> import asyncio
+            >>> from aiocontext import Context, loop_factory
+            >>> ctx = Context(name="log")
+            >>> async def main():
+            ...     with ctx.bound(user="ann"):
+            ...         inside = ctx["user"]
+            ...     return inside, "user" in ctx
+            >>> with asyncio.Runner(loop_factory=loop_factory(ctx)) as runner:
+            ...     runner.run(main())
+            ('ann', False)
+
+        Raises:
+            TypeError: The arguments are not ``(key, value)``, one mapping, or keywords.
+        """
+        if len(args) == 2 and not values and isinstance(args[0], Key):
+            items: list[tuple[Any, Any]] = [(args[0], args[1])]
+        elif len(args) == 1 and isinstance(args[0], Mapping):
+            items = [*args[0].items(), *values.items()]
+        elif not args:
+            items = list(values.items())
+        else:
+            raise TypeError(
+                "bound() takes a Key and its value, one mapping, or keywords: "
+                "ctx.bound(KEY, value), ctx.bound({key: value}) or ctx.bound(key=value)"
+            )
+        return Binding(self, items)
+
+    def snapshot(self) -> dict[K, V]:
+        """Return a plain ``dict`` copy of the current task's data.
+
+        It pickles if the values (and keys) do, so it can cross into a process pool, where
+        :meth:`restore` makes it the data of the code that runs there.
+
+        Raises:
+            EventLoopError, TaskContextError: The current code has no data.
+        """
+        return dict(self._handle()[0])
+
+    def restore(self, snapshot: Mapping[K, V], /) -> Restoring[K, V]:
+        """Make ``snapshot`` the current code's data for the duration of a ``with`` block.
+
+        Works anywhere, even with no event loop: in a thread or process pool worker, or in a
+        test. The data is a private copy of ``snapshot``; what it was before comes back on
+        exit.
+
+        Example:
+            >>> from aiocontext import Context
+            >>> ctx = Context(name="request")
+            >>> with ctx.restore({"request_id": "r-7"}):
+            ...     ctx["request_id"]
+            'r-7'
+
+        Raises:
+            TypeError: ``snapshot`` is not a mapping.
+        """
+        if not isinstance(snapshot, Mapping):
+            raise TypeError(
+                f"restore() takes a mapping such as ctx.snapshot(), got "
+                f"{type(snapshot).__name__} {snapshot!r}"
+            )
+        return Restoring(self._var, [self._policy.root(), False, None], snapshot)
+
     # -- MutableMapping ----------------------------------------------------------------------
     # Reads go straight to the data; the unbound marker resolves itself where there is none.
 
-    def __getitem__(self, key: K, /) -> V:
-        return self._var.get()[0][key]  # type: ignore[no-any-return]
+    @overload
+    def __getitem__(self, key: Key[_T], /) -> _T: ...
+    @overload
+    def __getitem__(self, key: K, /) -> V: ...
+    def __getitem__(self, key: Any, /) -> Any:
+        try:
+            return self._var.get()[0][key]
+        except KeyError:
+            if isinstance(key, Key):
+                return key.default_for(_writable(self._handle()))
+            raise
 
-    def __setitem__(self, key: K, value: V, /) -> None:
-        _writable(self._handle())[key] = value
+    @overload
+    def __setitem__(self, key: Key[_T], value: _T, /) -> None: ...
+    @overload
+    def __setitem__(self, key: K, value: V, /) -> None: ...
+    def __setitem__(self, key: Any, value: Any, /) -> None:
+        handle = self._var.get()
+        if handle is self._unbound:
+            handle = self._missing()
+        elif handle[1]:  # shared copy-on-write: this task's data becomes its own
+            handle[0] = handle[0].copy()
+            handle[1] = False
+        handle[0][key] = value
 
-    def __delitem__(self, key: K, /) -> None:
+    def __delitem__(self, key: K | Key[Any], /) -> None:
         del _writable(self._handle())[key]
 
     def __iter__(self) -> Iterator[K]:
@@ -348,28 +448,50 @@ class Context(MutableMapping[K, V]):
         return key in self._var.get()[0]
 
     @overload
+    def get(self, key: Key[_T], default: None = None, /) -> _T | None: ...
+    @overload
+    def get(self, key: Key[_T], default: _T, /) -> _T: ...
+    @overload
+    def get(self, key: Key[_T], default: _D, /) -> _T | _D: ...
+    @overload
     def get(self, key: K, default: None = None, /) -> V | None: ...
     @overload
     def get(self, key: K, default: V, /) -> V: ...
     @overload
-    def get(self, key: K, default: _T, /) -> V | _T: ...
-    def get(self, key: K, default: object = None, /) -> object:
-        """Return the current task's value for ``key``, or ``default`` if it has none.
+    def get(self, key: K, default: _D, /) -> V | _D: ...
+    def get(self, key: Any, default: object = MISSING, /) -> object:
+        """Return the current task's value for ``key``, or a default if it has none.
+
+        The default is ``default`` if given, else the default of a :class:`~aiocontext.Key`
+        that has one, else ``None``.
 
         Raises:
             EventLoopError: The current code has no data and no loop is running.
             TaskContextError: The current code has no data and the context is not attached
                 to the running loop: a default never hides a misconfiguration.
         """
-        return self._var.get()[0].get(key, default)
+        try:
+            return self._var.get()[0][key]
+        except KeyError:
+            if default is not MISSING:
+                return default
+            if isinstance(key, Key) and key.has_default:
+                return key.default_for(_writable(self._handle()))
+            return None
 
+    @overload
+    def pop(self, key: Key[_T], /) -> _T: ...
+    @overload
+    def pop(self, key: Key[_T], default: _T, /) -> _T: ...
+    @overload
+    def pop(self, key: Key[_T], default: _D, /) -> _T | _D: ...
     @overload
     def pop(self, key: K, /) -> V: ...
     @overload
     def pop(self, key: K, default: V, /) -> V: ...
     @overload
-    def pop(self, key: K, default: _T, /) -> V | _T: ...
-    def pop(self, key: K, /, *default: object) -> object:
+    def pop(self, key: K, default: _D, /) -> V | _D: ...
+    def pop(self, key: K | Key[Any], /, *default: object) -> object:
         """Remove ``key`` from the current task's data and return its value (or ``default``).
 
         Under ``ChainMap()`` only the task's own layer is searched, as
@@ -401,6 +523,90 @@ class Context(MutableMapping[K, V]):
 
 Handle = list[Any]
 """What a task holds for a context: ``[data, shared, view]`` (see the module docstring)."""
+
+
+class Binding:
+    """The context manager :meth:`Context.bound` returns (sync and async)."""
+
+    __slots__ = ("_context", "_items", "_saved")
+
+    def __init__(self, context: Context[Any, Any], items: list[tuple[Any, Any]]) -> None:
+        self._context = context
+        self._items = items
+        self._saved: list[tuple[Any, bool, Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<binding of {dict(self._items)!r} in {self._context!r}>"
+
+    def __enter__(self) -> None:
+        if self._saved is not None:
+            raise RuntimeError(
+                f"{self!r} is already in use: call ctx.bound(...) again for another block"
+            )
+        context = self._context
+        own = _own_layer(context._handle()[0])
+        self._saved = [(key, key in own, own.get(key)) for key, _ in self._items]
+        for key, value in self._items:
+            context[key] = value
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        saved, self._saved = self._saved or [], None
+        for key, was_there, value in reversed(saved):
+            if was_there:
+                self._context[key] = value
+            else:
+                _own_layer(_writable(self._context._handle())).pop(key, None)
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
+
+class Restoring(Generic[K, V]):
+    """The context manager :meth:`Context.restore` returns."""
+
+    __slots__ = ("_handle", "_token", "_var")
+
+    def __init__(
+        self, var: contextvars.ContextVar[Handle], handle: Handle, snapshot: Mapping[K, V]
+    ) -> None:
+        handle[0].update(snapshot)
+        self._var = var
+        self._handle = handle
+        self._token: contextvars.Token[Handle] | None = None
+
+    def __enter__(self) -> MutableMapping[K, V]:
+        if self._token is not None:
+            raise RuntimeError("this restore() block is already in use: call restore() again")
+        self._token = self._var.set(self._handle)
+        return self._handle[0]  # type: ignore[no-any-return]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            self._var.reset(token)
+
+
+def _own_layer(data: MutableMapping[Any, Any]) -> MutableMapping[Any, Any]:
+    """Where a task's own writes go: its ChainMap layer, or the mapping itself."""
+    return data.maps[0] if isinstance(data, collections.ChainMap) else data
 
 
 def _writable(handle: Handle) -> MutableMapping[Any, Any]:
