@@ -24,6 +24,9 @@ How it works, in one place:
   ``ctx[key]`` is ``var.get()[0][key]``.
 """
 
+# pyright: reportPrivateUsage=false
+# (The module-level helpers and classes below are Context's own parts.)
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +38,7 @@ from types import TracebackType
 from typing import Any, Generic, overload
 
 import attrs
-from typing_extensions import Self, TypeVar
+from typing_extensions import Self, TypeIs, TypeVar
 
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
 from ._key import MISSING, Key
@@ -51,13 +54,14 @@ _T = TypeVar("_T")
 _D = TypeVar("_D")
 
 
-def _check_policy(_instance: object, _attribute: object, policy: Any) -> None:
+def _check_policy(_instance: object, _attribute: object, policy: object) -> None:
     if isinstance(policy, PropagationPolicy):
         return
-    if isinstance(policy, type) and issubclass(policy, PropagationPolicy):
+    if PropagationPolicy in getattr(policy, "__mro__", ()):  # the class, not an instance
+        name = getattr(policy, "__name__", "Policy")
         raise TypeError(
-            f"policy must be a PropagationPolicy instance, got the class {policy.__name__}: "
-            f"write policy={policy.__name__}()"
+            f"policy must be a PropagationPolicy instance, got the class {name}: "
+            f"write policy={name}()"
         )
     raise TypeError(
         f"policy must be a PropagationPolicy instance such as Copy() or Share(), "
@@ -70,8 +74,20 @@ def _check_name(_instance: object, _attribute: object, name: Any) -> None:
         raise TypeError(f"name must be a str or None, got {type(name).__name__} {name!r}")
 
 
+def _is_task(value: object) -> TypeIs[asyncio.Task[Any]]:
+    return isinstance(value, asyncio.Task)
+
+
+def _is_mapping(value: object) -> TypeIs[Mapping[Any, Any]]:
+    return isinstance(value, Mapping)
+
+
+def _is_key(value: object) -> TypeIs[Key[Any]]:
+    return isinstance(value, Key)
+
+
 def _check_task(task: object) -> asyncio.Task[Any]:
-    if not isinstance(task, asyncio.Task):
+    if not _is_task(task):
         raise TypeError(f"task must be an asyncio.Task, got {type(task).__name__} {task!r}")
     return task
 
@@ -88,6 +104,11 @@ else:
             "reading another task's data needs Task.get_context(), new in Python 3.12: "
             "read it from inside that task instead"
         )
+
+
+def _new_var(context: Context[Any, Any]) -> contextvars.ContextVar[Handle]:
+    name = f"aiocontext.Context({context.name!r})"
+    return contextvars.ContextVar(name, default=context._unbound)
 
 
 def _registry_or_default(registry: ContextRegistry | None) -> ContextRegistry:
@@ -135,23 +156,27 @@ class Context(MutableMapping[K, V]):
         'r-42'
     """
 
-    _policy: PropagationPolicy = attrs.field(default=Copy(), validator=_check_policy)
-    _name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
-    _registry: ContextRegistry = attrs.field(
-        default=None, kw_only=True, converter=_registry_or_default, validator=_check_registry
+    _policy: PropagationPolicy = attrs.field(
+        default=Copy(), validator=_check_policy, alias="policy"
     )
-    _unbound: _Unbound = attrs.field(init=False)
-    _var: contextvars.ContextVar[Handle] = attrs.field(init=False)
+    _name: str | None = attrs.field(
+        default=None, kw_only=True, validator=_check_name, alias="name"
+    )
+    _registry: ContextRegistry = attrs.field(
+        default=None,
+        kw_only=True,
+        converter=_registry_or_default,
+        validator=_check_registry,
+        alias="registry",
+    )
+    _unbound: _Unbound = attrs.field(
+        init=False, default=attrs.Factory(lambda self: _Unbound(self), takes_self=True)
+    )
+    _var: contextvars.ContextVar[Handle] = attrs.field(
+        init=False, default=attrs.Factory(lambda self: _new_var(self), takes_self=True)
+    )
 
-    @_unbound.default
-    def _make_unbound(self) -> _Unbound:
-        return _Unbound(self)
-
-    @_var.default
-    def _make_var(self) -> contextvars.ContextVar[Handle]:
-        return contextvars.ContextVar(f"aiocontext.Context({self._name!r})", default=self._unbound)
-
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # pyright: ignore[reportAssignmentType] - Mapping sets None
 
     def __repr__(self) -> str:
         return f"Context(policy={self._policy!r}, name={self._name!r})"
@@ -160,7 +185,7 @@ class Context(MutableMapping[K, V]):
         """Identity against a Context; the current data compared like a dict against a Mapping."""
         if isinstance(other, Context):
             return self is other
-        if isinstance(other, Mapping):
+        if _is_mapping(other):
             return dict(self._var.get()[0]) == dict(other)
         return NotImplemented
 
@@ -278,6 +303,10 @@ class Context(MutableMapping[K, V]):
                 handle = self._handle()
             else:
                 handle = self._handle_of(task, loop)
+        return self._live(handle)
+
+    def _live(self, handle: Handle) -> MutableMapping[K, V]:
+        """The mapping to hand out for ``handle``: under Copy() a copy-on-write view."""
         if not self._copy_on_write:
             return handle[0]  # type: ignore[no-any-return]
         if handle[2] is None:
@@ -405,7 +434,7 @@ class Context(MutableMapping[K, V]):
                 f"restore() takes a mapping such as ctx.snapshot(), got "
                 f"{type(snapshot).__name__} {snapshot!r}"
             )
-        return Restoring(self._var, [self._policy.root(), False, None], snapshot)
+        return Restoring(self, snapshot)
 
     # -- MutableMapping ----------------------------------------------------------------------
     # Reads go straight to the data; the unbound marker resolves itself where there is none.
@@ -418,7 +447,7 @@ class Context(MutableMapping[K, V]):
         try:
             return self._var.get()[0][key]
         except KeyError:
-            if isinstance(key, Key):
+            if _is_key(key):
                 return key.default_for(_writable(self._handle()))
             raise
 
@@ -448,17 +477,17 @@ class Context(MutableMapping[K, V]):
         return key in self._var.get()[0]
 
     @overload
-    def get(self, key: Key[_T], default: None = None, /) -> _T | None: ...
-    @overload
-    def get(self, key: Key[_T], default: _T, /) -> _T: ...
-    @overload
-    def get(self, key: Key[_T], default: _D, /) -> _T | _D: ...
-    @overload
-    def get(self, key: K, default: None = None, /) -> V | None: ...
+    def get(self, key: K, /) -> V | None: ...
     @overload
     def get(self, key: K, default: V, /) -> V: ...
     @overload
     def get(self, key: K, default: _D, /) -> V | _D: ...
+    @overload
+    def get(self, key: Key[_T], /) -> _T | None: ...
+    @overload
+    def get(self, key: Key[_T], default: _T, /) -> _T: ...
+    @overload
+    def get(self, key: Key[_T], default: _D, /) -> _T | _D: ...
     def get(self, key: Any, default: object = MISSING, /) -> object:
         """Return the current task's value for ``key``, or a default if it has none.
 
@@ -475,22 +504,22 @@ class Context(MutableMapping[K, V]):
         except KeyError:
             if default is not MISSING:
                 return default
-            if isinstance(key, Key) and key.has_default:
+            if _is_key(key) and key.has_default:
                 return key.default_for(_writable(self._handle()))
             return None
 
-    @overload
-    def pop(self, key: Key[_T], /) -> _T: ...
-    @overload
-    def pop(self, key: Key[_T], default: _T, /) -> _T: ...
-    @overload
-    def pop(self, key: Key[_T], default: _D, /) -> _T | _D: ...
     @overload
     def pop(self, key: K, /) -> V: ...
     @overload
     def pop(self, key: K, default: V, /) -> V: ...
     @overload
     def pop(self, key: K, default: _D, /) -> V | _D: ...
+    @overload
+    def pop(self, key: Key[_T], /) -> _T: ...
+    @overload
+    def pop(self, key: Key[_T], default: _T, /) -> _T: ...
+    @overload
+    def pop(self, key: Key[_T], default: _D, /) -> _T | _D: ...
     def pop(self, key: K | Key[Any], /, *default: object) -> object:
         """Remove ``key`` from the current task's data and return its value (or ``default``).
 
@@ -501,6 +530,17 @@ class Context(MutableMapping[K, V]):
             KeyError: ``key`` is not there and no default was given.
         """
         return _writable(self._handle()).pop(key, *default)
+
+    @overload
+    def setdefault(self: Context[K, _T | None], key: K, default: None = None, /) -> _T | None: ...
+    @overload
+    def setdefault(self, key: K, default: V, /) -> V: ...
+    @overload
+    def setdefault(self, key: Key[_T], default: _T, /) -> _T: ...
+    def setdefault(self, key: Any, default: Any = None, /) -> Any:
+        """Return the current task's value for ``key``, first setting it to ``default`` if
+        the task has none (a :class:`~aiocontext.Key`'s own default plays no part)."""
+        return _writable(self._handle()).setdefault(key, default)
 
     def popitem(self) -> tuple[K, V]:
         """Remove and return an item as the task's mapping chooses (for a dict, the last set;
@@ -577,21 +617,19 @@ class Binding:
 class Restoring(Generic[K, V]):
     """The context manager :meth:`Context.restore` returns."""
 
-    __slots__ = ("_handle", "_token", "_var")
+    __slots__ = ("_context", "_handle", "_token")
 
-    def __init__(
-        self, var: contextvars.ContextVar[Handle], handle: Handle, snapshot: Mapping[K, V]
-    ) -> None:
-        handle[0].update(snapshot)
-        self._var = var
-        self._handle = handle
+    def __init__(self, context: Context[K, V], snapshot: Mapping[K, V]) -> None:
+        self._context = context
+        self._handle: Handle = [context.policy.root(), False, None]
+        self._handle[0].update(snapshot)
         self._token: contextvars.Token[Handle] | None = None
 
     def __enter__(self) -> MutableMapping[K, V]:
         if self._token is not None:
             raise RuntimeError("this restore() block is already in use: call restore() again")
-        self._token = self._var.set(self._handle)
-        return self._handle[0]  # type: ignore[no-any-return]
+        self._token = self._context._var.set(self._handle)
+        return self._context._live(self._handle)
 
     def __exit__(
         self,
@@ -601,7 +639,7 @@ class Restoring(Generic[K, V]):
     ) -> None:
         token, self._token = self._token, None
         if token is not None:
-            self._var.reset(token)
+            self._context._var.reset(token)
 
 
 def _own_layer(data: MutableMapping[Any, Any]) -> MutableMapping[Any, Any]:

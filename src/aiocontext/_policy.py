@@ -20,6 +20,13 @@ __all__ = ["ChainMap", "Copy", "DeepCopy", "Layers", "PropagationPolicy", "Share
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
+def _layers_over(maps: list[MutableMapping[_K, _V]]) -> Layers[_K, _V]:
+    """Layers made of ``maps`` (the list itself, not a copy), the first one on top."""
+    layers: Layers[_K, _V] = Layers.__new__(Layers)  # pyright: ignore[reportUnknownVariableType]
+    layers.maps = maps
+    return layers
+
+
 class Layers(collections.ChainMap[_K, _V]):
     """The data of a :class:`ChainMap` context: a ChainMap whose lookups raise no exceptions.
 
@@ -76,7 +83,7 @@ class PropagationPolicy(abc.ABC):
             The child's mapping: ``parent`` itself to share it, or a new mapping.
         """
 
-    def root(self) -> MutableMapping[_K, _V]:
+    def root(self) -> MutableMapping[Any, Any]:
         """Return the data of a task that has no parent data (a new empty ``dict``).
 
         Returns:
@@ -122,7 +129,7 @@ class Copy(PropagationPolicy):
         child share one dict copy-on-write, which is observably the same shallow copy but
         costs the same for 3 keys or 1,000.)
         """
-        if parent.__class__ is dict:
+        if isinstance(parent, dict) and type(parent) is dict:
             return parent.copy()
         return copy.copy(parent)
 
@@ -180,13 +187,10 @@ class ChainMap(PropagationPolicy):
 
     def inherit(self, parent: MutableMapping[_K, _V], /) -> MutableMapping[_K, _V]:
         """Return a :class:`collections.ChainMap` of a new empty layer and ``parent``'s layers."""
-        child: Layers[_K, _V] = Layers.__new__(Layers)
         if isinstance(parent, collections.ChainMap):
-            child.maps = [{}, *parent.maps]
-        else:
-            child.maps = [{}, parent]
-        return child
+            return _layers_over([{}, *parent.maps])
+        return _layers_over([{}, parent])
 
-    def root(self) -> MutableMapping[_K, _V]:
+    def root(self) -> MutableMapping[Any, Any]:
         """Return a :class:`collections.ChainMap` with one empty layer."""
         return Layers()

@@ -11,6 +11,8 @@ import asyncio
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import TypeIs
+
 import attrs
 
 from ._errors import EventLoopError
@@ -26,11 +28,17 @@ def check_context(context: object) -> Context[Any, Any]:
     """Return ``context`` if it is a :class:`~aiocontext.Context`, else raise ``TypeError``."""
     from ._context import Context
 
-    if not isinstance(context, Context):
+    def is_context(value: object) -> TypeIs[Context[Any, Any]]:
+        return isinstance(value, Context)
+
+    if not is_context(context):
         raise TypeError(
             f"expected an aiocontext.Context, got {type(context).__name__} {context!r}"
         )
     return context
+
+
+_LoopContexts = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, "tuple[Context[Any, Any], ...]"]
 
 
 @attrs.define(eq=False, repr=False)
@@ -56,9 +64,7 @@ class ContextRegistry:
         >>> loop.close()
     """
 
-    _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Context[Any, Any], ...]] = (
-        attrs.field(factory=weakref.WeakKeyDictionary, init=False)
-    )
+    _loops: _LoopContexts = attrs.field(factory=lambda: _LoopContexts(), init=False)
 
     def __repr__(self) -> str:
         return f"<ContextRegistry of {len(self._loops)} loop(s) at {id(self):#x}>"

@@ -9,6 +9,9 @@ the task, and takes it out again. The data is therefore in the task's own
 ``to_thread`` workers need.
 """
 
+# pyright: reportPrivateUsage=false
+# (The wrapper is the other half of Context: it reads a context's variable directly.)
+
 from __future__ import annotations
 
 import asyncio
@@ -265,7 +268,7 @@ class TaskFactoryWrapper:
         else:
             # The task will copy the caller's current contextvars context: put each child's
             # data there for the duration of the inner factory call, then take it out.
-            tokens = []
+            tokens: list[_Token] = []
             adopted: list[tuple[_Var, _Handle]] | None = None
             try:
                 for var, mode, inherit, unbound in self._plan:
