@@ -43,6 +43,8 @@ from typing_extensions import Self, TypeIs, TypeVar
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
 from ._key import MISSING, Key
 from ._policy import Copy, PropagationPolicy
+from . import _registry as _registry_module
+from . import _task_factory as _task_factory_module
 from ._registry import ContextRegistry, default_registry
 from ._task_factory import TaskFactoryWrapper, check_loop
 
@@ -701,3 +703,11 @@ class _Unbound(Handle):
 
     def __getitem__(self, index: Any, /) -> Any:
         return self._context._missing()[index]
+
+
+# ``_registry`` and ``_task_factory`` name these classes in annotations but cannot import
+# them when they are imported (this module imports them): hand them over now, so that
+# typing.get_type_hints() resolves their public signatures at runtime.
+setattr(_registry_module, "Context", Context)  # noqa: B010 - only typing-imported there
+setattr(_task_factory_module, "Context", Context)  # noqa: B010
+setattr(_task_factory_module, "ContextRegistry", ContextRegistry)  # noqa: B010

@@ -67,8 +67,10 @@ _Handle = list[Any]
 _Var = contextvars.ContextVar[_Handle]
 _Token = contextvars.Token[_Handle]
 _Inherit = Callable[[MutableMapping[Any, Any]], MutableMapping[Any, Any]]
-# Per attached context: its variable, fast-path mode, policy.inherit and unbound marker.
-_Plan = tuple[tuple[_Var, str, _Inherit, _Handle], ...]
+_Root = Callable[[], MutableMapping[Any, Any]]
+# Per attached context: its variable, fast-path mode, policy.inherit, unbound marker and
+# policy.root.
+_Plan = tuple[tuple[_Var, str, _Inherit, _Handle, _Root], ...]
 
 
 def check_loop(loop: object) -> asyncio.AbstractEventLoop:
@@ -228,7 +230,8 @@ class TaskFactoryWrapper:
             self._detached = tuple(ctx for ctx in gone if ctx not in contexts)
             self._contexts = tuple(contexts)
             self._plan = tuple(
-                (ctx._var, _mode(ctx.policy), ctx.policy.inherit, ctx.unbound) for ctx in contexts
+                (ctx._var, _mode(ctx.policy), ctx.policy.inherit, ctx.unbound, ctx.policy.root)
+                for ctx in contexts
             )
             self._detached_plan = tuple((ctx._var, ctx.unbound) for ctx in self._detached)
 
@@ -271,12 +274,12 @@ class TaskFactoryWrapper:
             tokens: list[_Token] = []
             adopted: list[tuple[_Var, _Handle]] | None = None
             try:
-                for var, mode, inherit, unbound in self._plan:
+                for var, mode, inherit, unbound, root in self._plan:
                     parent = var.get()
                     if parent is unbound:
                         if adopted is None:
                             adopted = []
-                        child = self._first_handle(var, mode, inherit, unbound, loop, adopted)
+                        child = _first_handle(var, mode, inherit, root, loop, adopted)
                     elif mode is _SHARE:
                         continue  # the task will inherit this very handle with the context
                     elif mode is _COPY:
@@ -303,24 +306,6 @@ class TaskFactoryWrapper:
             _trim_source_traceback(task._source_traceback)
         return task  # type: ignore[no-any-return]
 
-    def _first_handle(
-        self,
-        var: _Var,
-        mode: str,
-        inherit: _Inherit,
-        unbound: _Handle,
-        loop: asyncio.AbstractEventLoop,
-        adopted: list[tuple[_Var, _Handle]],
-    ) -> _Handle:
-        """The child's handle when its creator has no data (rules 1 and 3 of the contract)."""
-        root: _Handle = [unbound._context.policy.root(), False, None]  # type: ignore[attr-defined]
-        if asyncio.current_task(loop) is None:
-            return root
-        # A running task that never touched the context: it gets its root now (once the
-        # child exists), so that the child's data derives from the parent's (Share shares).
-        adopted.append((var, root))
-        return _derive(mode, inherit, root)
-
     def _spawn_in(
         self,
         context: contextvars.Context,
@@ -330,11 +315,10 @@ class TaskFactoryWrapper:
     ) -> asyncio.Task[Any]:
         """Create a task that runs in the given ``contextvars`` context (``context=``)."""
         values: list[tuple[_Var, _Handle]] = []
-        for var, mode, inherit, unbound in self._plan:
+        for var, mode, inherit, unbound, root in self._plan:
             parent = context.get(var)
             if parent is None or parent is unbound:
-                root = unbound._context.policy.root()  # type: ignore[attr-defined]
-                values.append((var, [root, False, None]))
+                values.append((var, [root(), False, None]))
             elif mode is not _SHARE:  # under Share the task finds the handle already there
                 values.append((var, _derive(mode, inherit, parent)))
         for var, unbound in self._detached_plan:
@@ -370,6 +354,24 @@ def _mode(policy: PropagationPolicy) -> str:
     if policy.__class__ is Copy:
         return _COPY
     return _OTHER
+
+
+def _first_handle(
+    var: _Var,
+    mode: str,
+    inherit: _Inherit,
+    root: _Root,
+    loop: asyncio.AbstractEventLoop,
+    adopted: list[tuple[_Var, _Handle]],
+) -> _Handle:
+    """The child's handle when its creator has no data (rules 1 and 3 of the contract)."""
+    handle: _Handle = [root(), False, None]
+    if asyncio.current_task(loop) is None:
+        return handle
+    # A running task that never touched the context: it gets its root now (once the child
+    # exists), so that the child's data derives from the parent's (Share really shares).
+    adopted.append((var, handle))
+    return _derive(mode, inherit, handle)
 
 
 def _derive(mode: str, inherit: _Inherit, parent: _Handle) -> _Handle:
