@@ -7,15 +7,23 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from ._cases import CASES, FULL, HAVE_ATC, HAVE_UVLOOP, QUICK, Env, LoopKind
 from ._harness import CaseResult, render, run_case
+
+LOOP_CHOICES: dict[str, tuple[LoopKind, ...]] = {
+    "asyncio": ("asyncio",),
+    "uvloop": ("uvloop",),
+    "both": ("asyncio", "uvloop"),
+}
 
 TARGETS_NOTE = (
     "targets are set for CPython 3.12 on the stdlib loop; elsewhere they are shown for "
@@ -30,6 +38,26 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def _git(package: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(package), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _source() -> str:
+    """Where ``aiocontext`` is imported from, with the git commit when it is a checkout."""
+    import aiocontext
+
+    package = Path(aiocontext.__file__).resolve().parent
+    try:
+        commit = _git(package, "rev-parse", "--short=10", "HEAD")
+        changed = _git(package, "status", "--porcelain", "--", ".")
+    except (OSError, subprocess.CalledProcessError):
+        return str(package)
+    state = "with uncommitted changes" if changed else "clean"
+    return f"{package} (git {commit}, {state})"
+
+
 def _environment(quick: bool) -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
@@ -37,6 +65,7 @@ def _environment(quick: bool) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "aiocontext": _version("aiocontext"),
+        "aiocontext_source": _source(),
         "uvloop": _version("uvloop"),
         "aiotask-context": _version("aiotask-context"),
         "mode": "quick" if quick else "full",
@@ -55,11 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--loop",
-        choices=("asyncio", "uvloop", "both"),
+        choices=tuple(LOOP_CHOICES),
         default="both",
         help="event loop kind(s) to run on (default: both; uvloop is skipped if not installed)",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the results, raw samples included")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results, raw samples included"
+    )
     parser.add_argument("--rounds", type=int, metavar="N", help="override the number of rounds")
     parser.add_argument(
         "--case",
@@ -72,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _loop_kinds(choice: str) -> tuple[list[LoopKind], list[str]]:
-    kinds: list[LoopKind] = ["asyncio", "uvloop"] if choice == "both" else [choice]  # type: ignore[list-item]
-    notes = []
+    kinds = list(LOOP_CHOICES[choice])
+    notes: list[str] = []
     if "uvloop" in kinds and not HAVE_UVLOOP:
         if choice == "uvloop":
             raise SystemExit("uvloop is not installed: pip install uvloop")
@@ -83,21 +114,27 @@ def _loop_kinds(choice: str) -> tuple[list[LoopKind], list[str]]:
 
 
 def _summary(results: list[tuple[str, CaseResult]]) -> str:
-    lines = ["targets", f"  {'loop':<8}  {'ratio':<52}  {'median':>8}  {'target':>8}  {'met':>3}"]
-    met = total = 0
-    for kind, result in results:
-        for ratio_result in result.ratios:
-            ratio = ratio_result.ratio
-            if ratio.target is None:
-                continue
-            total += 1
-            met += bool(ratio_result.met)
-            label = f"{ratio.subject} / {ratio.baseline}"
-            lines.append(
-                f"  {kind:<8}  {label:<52}  {ratio_result.median:>7.2f}×  {ratio.target!s:>8}"
-                f"  {'yes' if ratio_result.met else 'NO':>3}"
-            )
-    lines.append(f"  {met} of {total} targets met")
+    rows = [
+        (kind, result.case.key, f"{r.ratio.subject} / {r.ratio.baseline}", r)
+        for kind, result in results
+        for r in result.ratios
+        if r.ratio.target is not None
+    ]
+    case_width = max([len(row[1]) for row in rows] + [4])
+    label_width = max([len(row[2]) for row in rows] + [5])
+    lines = [
+        "targets",
+        f"  {'loop':<8}  {'case':<{case_width}}  {'ratio':<{label_width}}  {'median':>8}"
+        f"  {'target':>8}  {'met':>3}",
+    ]
+    for kind, key, label, ratio_result in rows:
+        median, target = ratio_result.median, ratio_result.ratio.target
+        lines.append(
+            f"  {kind:<8}  {key:<{case_width}}  {label:<{label_width}}  {median:>7.2f}×"
+            f"  {target!s:>8}  {'yes' if ratio_result.met else 'NO':>3}"
+        )
+    met = sum(bool(row[3].met) for row in rows)
+    lines.append(f"  {met} of {len(rows)} targets met")
     return "\n".join(lines)
 
 
@@ -106,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.rounds is not None:
-        sizes = attrs.evolve(sizes, rounds=args.rounds, memory_rounds=min(args.rounds, sizes.memory_rounds))
+        sizes = attrs.evolve(
+            sizes, rounds=args.rounds, memory_rounds=min(args.rounds, sizes.memory_rounds)
+        )
     kinds, notes = _loop_kinds(args.loop)
     environment = _environment(args.quick)
 
@@ -119,17 +158,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{environment['python']} on {environment['platform']}, {environment['cpus']} CPUs, "
         f"{environment['mode']} run"
     )
+    print(f"aiocontext from {environment['aiocontext_source']}")
     print(
         f"uvloop {environment['uvloop'] or 'not installed'}, "
         f"aiotask-context {environment['aiotask-context'] or 'not installed'}"
     )
     if not HAVE_ATC:
-        notes.append("aiotask-context is not installed (pip install aiotask-context==0.6.1): skipped")
+        notes.append(
+            "aiotask-context is not installed (pip install aiotask-context==0.6.1): skipped"
+        )
+    if args.quick:
+        notes.append("quick run: the sizes are too small for the figures to mean anything")
     if environment["asyncio_debug"]:
         notes.append("asyncio debug mode or -X dev is on: the figures are not representative")
     for note in (*notes, TARGETS_NOTE):
         print(f"note: {note}")
-    print("every figure is a median over rounds; a ratio is taken within each round, then its median")
+    print(
+        "every figure is a median over rounds; a ratio is taken within each round, then its median"
+    )
 
     started = time.perf_counter()
     results: list[tuple[str, CaseResult]] = []
@@ -163,9 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "notes": [*notes, TARGETS_NOTE],
             "sizes": attrs.asdict(sizes),
             "elapsed_seconds": elapsed,
-            "runs": [
-                {"loop": kind, **result.to_json()} for kind, result in results
-            ],
+            "runs": [{"loop": kind, **result.to_json()} for kind, result in results],
         }
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(document, file, indent=2)

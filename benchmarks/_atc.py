@@ -21,9 +21,18 @@ from typing import Any, Literal, TypeVar
 
 import aiotask_context as context
 
-from ._common import READ_KEY
+from ._common import READ_KEY, WRITE_KEY
 
-__all__ = ["VERSION", "child", "factory", "memory_child", "read_get", "read_set", "setup"]
+__all__ = [
+    "VERSION",
+    "child",
+    "factory",
+    "memory_child",
+    "read_get",
+    "read_set",
+    "setup",
+    "writer",
+]
 
 _T = TypeVar("_T")
 
@@ -68,9 +77,17 @@ async def child(_: object) -> Any:
     return context.get(READ_KEY)
 
 
-async def memory_child(_: object, i: int, release: asyncio.Future[None], started: list[int]) -> None:
+async def writer(_: object) -> Any:
+    """A child task that writes one key, then reads one."""
+    context.set(WRITE_KEY, 1)
+    return context.get(READ_KEY)
+
+
+async def memory_child(
+    _: object, i: int, release: asyncio.Future[None], started: list[int]
+) -> None:
     """A pending task that owns data: writes one key, then waits for ``release``."""
-    context.set("n", i)
+    context.set(WRITE_KEY, i)
     started[0] += 1
     await release
 

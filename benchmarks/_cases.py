@@ -26,14 +26,17 @@ import tracemalloc
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from time import perf_counter_ns
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
 from aiocontext import ChainMap, Context, ContextRegistry, Copy, DeepCopy, PropagationPolicy, Share
 
-from ._common import KEYS, READ_KEY, VALUE, big_keys
+from ._common import KEYS, READ_KEY, VALUE, WRITE_KEY, big_keys
 from ._harness import Case, Ratio, Sample, Target, Variant
+
+if TYPE_CHECKING:
+    from ._atc import FactoryName
 
 __all__ = [
     "CASES",
@@ -118,7 +121,7 @@ class Env:
         )
         return loop, contexts
 
-    def atc_loop(self, factory_name: Any) -> asyncio.AbstractEventLoop:
+    def atc_loop(self, factory_name: FactoryName) -> asyncio.AbstractEventLoop:
         """A new loop with aiotask-context's factory ``factory_name`` set."""
         from . import _atc
 
@@ -134,7 +137,9 @@ def _set_bare(var: Var, data: dict[str, Any]) -> Callable[[], object]:
     return lambda: var.set(dict(data))
 
 
-def _set_contexts(contexts: tuple[Context[str, Any], ...], data: dict[str, Any]) -> Callable[[], object]:
+def _set_contexts(
+    contexts: tuple[Context[str, Any], ...], data: dict[str, Any]
+) -> Callable[[], object]:
     def setup() -> None:
         for ctx in contexts:
             ctx.update(data)
@@ -156,10 +161,20 @@ async def _ctx_child(ctx: Context[str, Any]) -> Any:
     return ctx[READ_KEY]
 
 
+async def _bare_writer(var: Var) -> Any:
+    var.set({**var.get(), WRITE_KEY: 1})
+    return var.get()[READ_KEY]
+
+
+async def _ctx_writer(ctx: Context[str, Any]) -> Any:
+    ctx[WRITE_KEY] = 1
+    return ctx[READ_KEY]
+
+
 async def _bare_memory_child(
     var: Var, i: int, release: asyncio.Future[None], started: list[int]
 ) -> None:
-    var.set({**var.get(), "n": i})
+    var.set({**var.get(), WRITE_KEY: i})
     started[0] += 1
     await release
 
@@ -167,7 +182,7 @@ async def _bare_memory_child(
 async def _ctx_memory_child(
     ctx: Context[str, Any], i: int, release: asyncio.Future[None], started: list[int]
 ) -> None:
-    ctx["n"] = i
+    ctx[WRITE_KEY] = i
     started[0] += 1
     await release
 
@@ -363,7 +378,9 @@ def spawn_case(env: Env) -> Case:
     """Spawn + await N tasks reading one key: each policy vs bare ContextVar and atc."""
     n = env.sizes.spawn_tasks
     bare_loop, var = env.new_loop(), Var("bench")
-    variants = [Variant("bare ContextVar", bare_loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))]
+    variants = [
+        Variant("bare ContextVar", bare_loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))
+    ]
     for policy in (Share(), Copy(), DeepCopy(), ChainMap()):
         loop, (ctx,) = env.ctx_loop(policy)
         variants.append(
@@ -379,13 +396,16 @@ def spawn_case(env: Env) -> Case:
     if HAVE_ATC:
         from . import _atc
 
-        for name, like in (
+        pairs: tuple[tuple[FactoryName, str], ...] = (
             ("task_factory", "Share()"),
             ("copying_task_factory", "DeepCopy()"),
             ("chainmap_task_factory", "ChainMap()"),
-        ):
+        )
+        for name, like in pairs:
             loop = env.atc_loop(name)
-            variants.append(Variant(f"atc {name}", loop, _spawn(n, _set_atc(KEYS), _atc.child, None)))
+            variants.append(
+                Variant(f"atc {name}", loop, _spawn(n, _set_atc(KEYS), _atc.child, None))
+            )
             ratios.append(Ratio(like, f"atc {name}", Target(1.0, strict=True)))
         notes.append(ATC_NOTE + " (task_factory shares, copying_task_factory deep-copies)")
     return Case(
@@ -405,7 +425,7 @@ def spawn_case(env: Env) -> Case:
 def reads_case(env: Env) -> Case:
     """``ctx[k]``, ``ctx.get(k)``, ``ctx[k] = v`` vs the same on a bare ContextVar, and atc."""
     n = env.sizes.reads
-    variants = []
+    variants: list[Variant] = []
     for name, ctx_name, bare_fn, ctx_fn in (
         ("bare var.get()[k]", "ctx[k]", _read_bare_getitem, _read_ctx_getitem),
         ("bare var.get().get(k)", "ctx.get(k)", _read_bare_get, _read_ctx_get),
@@ -413,12 +433,16 @@ def reads_case(env: Env) -> Case:
     ):
         bare_loop, var = env.new_loop(), Var("bench")
         variants.append(
-            Variant(name, bare_loop, _timed(_set_bare(var, KEYS), functools.partial(bare_fn, var, n)))
+            Variant(
+                name, bare_loop, _timed(_set_bare(var, KEYS), functools.partial(bare_fn, var, n))
+            )
         )
         loop, (ctx,) = env.ctx_loop(Copy())
         variants.append(
             Variant(
-                ctx_name, loop, _timed(_set_contexts((ctx,), KEYS), functools.partial(ctx_fn, ctx, n))
+                ctx_name,
+                loop,
+                _timed(_set_contexts((ctx,), KEYS), functools.partial(ctx_fn, ctx, n)),
             )
         )
     ratios = [
@@ -432,7 +456,11 @@ def reads_case(env: Env) -> Case:
 
         loop = env.atc_loop("task_factory")
         variants.append(
-            Variant("atc get(k)", loop, _timed(_set_atc(KEYS), functools.partial(_atc.read_get, READ_KEY, n)))
+            Variant(
+                "atc get(k)",
+                loop,
+                _timed(_set_atc(KEYS), functools.partial(_atc.read_get, READ_KEY, n)),
+            )
         )
         loop = env.atc_loop("task_factory")
         variants.append(
@@ -462,16 +490,69 @@ def reads_case(env: Env) -> Case:
     )
 
 
-def size_case(env: Env) -> Case:
-    """Spawn cost against the size of the parent's data (Copy copies it at every spawn)."""
+def spawn_write_case(env: Env) -> Case:
+    """Spawn + await N tasks that each write one key: the copy happens, whenever it is made."""
     n = env.sizes.spawn_tasks
     bare_loop, var = env.new_loop(), Var("bench")
-    variants = [Variant("bare ContextVar, 3 keys", bare_loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))]
-    for size, data in ((3, KEYS), (1000, big_keys(1000))):
-        loop, (ctx,) = env.ctx_loop(Copy())
+    variants = [
+        Variant("bare ContextVar", bare_loop, _spawn(n, _set_bare(var, KEYS), _bare_writer, var))
+    ]
+    for policy in (Copy(), DeepCopy(), ChainMap()):
+        loop, (ctx,) = env.ctx_loop(policy)
         variants.append(
-            Variant(f"Copy(), {size} keys", loop, _spawn(n, _set_contexts((ctx,), data), _ctx_child, ctx))
+            Variant(f"{policy!r}", loop, _spawn(n, _set_contexts((ctx,), KEYS), _ctx_writer, ctx))
         )
+    ratios = [
+        Ratio("Copy()", "bare ContextVar"),
+        Ratio("DeepCopy()", "bare ContextVar"),
+        Ratio("ChainMap()", "bare ContextVar"),
+    ]
+    notes = [
+        "each child writes ctx['n'] = 1 then reads one key; bare: "
+        "var.set({**var.get(), 'n': 1}), the floor of a task owning its data",
+    ]
+    if HAVE_ATC:
+        from . import _atc
+
+        loop = env.atc_loop("copying_task_factory")
+        variants.append(
+            Variant("atc copying_task_factory", loop, _spawn(n, _set_atc(KEYS), _atc.writer, None))
+        )
+        ratios.append(Ratio("DeepCopy()", "atc copying_task_factory", Target(1.0, strict=True)))
+        notes.append("atc = aiotask-context 0.6.1: context.set('n', 1), then context.get(k)")
+    return Case(
+        key="spawn-write",
+        title=f"spawn + await {n:,} tasks that each write one key and read one",
+        unit="ns",
+        ops=n,
+        per="task",
+        rounds=env.sizes.rounds,
+        warmup=env.sizes.warmup,
+        variants=tuple(variants),
+        ratios=tuple(ratios),
+        notes=tuple(notes),
+    )
+
+
+def size_case(env: Env) -> Case:
+    """Spawn cost against the size of the parent's data, ``Copy()``; children read, or write."""
+    n = env.sizes.spawn_tasks
+    bare_loop, var = env.new_loop(), Var("bench")
+    variants = [
+        Variant(
+            "bare ContextVar, 3 keys", bare_loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var)
+        )
+    ]
+    for size, data in ((3, KEYS), (1000, big_keys(1000))):
+        for suffix, child in (("", _ctx_child), (", writes", _ctx_writer)):
+            loop, (ctx,) = env.ctx_loop(Copy())
+            variants.append(
+                Variant(
+                    f"Copy(), {size} keys{suffix}",
+                    loop,
+                    _spawn(n, _set_contexts((ctx,), data), child, ctx),
+                )
+            )
     return Case(
         key="size",
         title=f"spawn + await {n:,} tasks against context size (Copy)",
@@ -485,6 +566,11 @@ def size_case(env: Env) -> Case:
             Ratio("Copy(), 1000 keys", "Copy(), 3 keys", Target(1.10)),
             Ratio("Copy(), 3 keys", "bare ContextVar, 3 keys"),
             Ratio("Copy(), 1000 keys", "bare ContextVar, 3 keys"),
+            Ratio("Copy(), 1000 keys, writes", "Copy(), 3 keys, writes"),
+        ),
+        notes=(
+            "children read one key; in the ', writes' variants each child also writes "
+            "ctx['n'] = 1 first, so a copy-on-write implementation pays for its copy",
         ),
     )
 
@@ -493,12 +579,16 @@ def contexts_case(env: Env) -> Case:
     """Spawn cost against the number of contexts attached to the loop (Copy, 3 keys each)."""
     n = env.sizes.spawn_tasks
     bare_loop, var = env.new_loop(), Var("bench")
-    variants = [Variant("bare ContextVar", bare_loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))]
+    variants = [
+        Variant("bare ContextVar", bare_loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))
+    ]
     for count in (1, 4, 16):
         loop, contexts = env.ctx_loop(*[Copy()] * count)
         variants.append(
             Variant(
-                f"{count} × Copy()", loop, _spawn(n, _set_contexts(contexts, KEYS), _ctx_child, contexts[0])
+                f"{count} × Copy()",
+                loop,
+                _spawn(n, _set_contexts(contexts, KEYS), _ctx_child, contexts[0]),
             )
         )
     return Case(
@@ -537,7 +627,9 @@ def depth_case(env: Env) -> Case:
             Variant(
                 f"ChainMap() ctx[k], depth {depth}",
                 loop,
-                _timed(_set_contexts((ctx,), KEYS), functools.partial(_read_ctx_getitem, ctx, n), depth),
+                _timed(
+                    _set_contexts((ctx,), KEYS), functools.partial(_read_ctx_getitem, ctx, n), depth
+                ),
             )
         )
     return Case(
@@ -575,7 +667,9 @@ def memory_variant(env: Env, name: str) -> Variant:
     n = env.sizes.memory_tasks
     if name == "bare ContextVar":
         var = Var("bench")
-        return Variant(name, env.new_loop(), _memory(n, _set_bare(var, KEYS), _bare_memory_child, var))
+        return Variant(
+            name, env.new_loop(), _memory(n, _set_bare(var, KEYS), _bare_memory_child, var)
+        )
     if name in ("Copy()", "ChainMap()"):
         loop, (ctx,) = env.ctx_loop(Copy() if name == "Copy()" else ChainMap())
         return Variant(name, loop, _memory(n, _set_contexts((ctx,), KEYS), _ctx_memory_child, ctx))
@@ -598,7 +692,10 @@ def _in_subprocess(env: Env, name: str) -> Sample:
         str(env.sizes.memory_tasks),
         name,
     ]
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    environ = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
 
     async def sample() -> int:
         done = subprocess.run(
@@ -621,16 +718,21 @@ def memory_case(env: Env) -> Case:
     n = env.sizes.memory_tasks
     loop = env.new_loop()  # only drives the subprocesses; each variant makes its own loop there
     variants = tuple(Variant(name, loop, _in_subprocess(env, name)) for name in MEMORY_VARIANTS)
-    ratios = [Ratio("Copy()", "bare ContextVar", Target(1.10)), Ratio("ChainMap()", "bare ContextVar")]
+    ratios = [
+        Ratio("Copy()", "bare ContextVar", Target(1.10)),
+        Ratio("ChainMap()", "bare ContextVar"),
+    ]
     notes = [
-        "the parent holds 3 keys; each child writes ctx['n'] = i (bare: var.set({**var.get(), 'n': i})) "
-        "and waits on a shared future",
+        "the parent holds 3 keys; each child writes ctx['n'] = i "
+        "(bare: var.set({**var.get(), 'n': i})) and waits on a shared future",
         "figure = tracemalloc peak during spawn, minus before; one fresh interpreter per "
         "measurement, warmed up with a small run of the same variant",
     ]
     if HAVE_ATC:
         ratios.append(Ratio("atc copying_task_factory", "bare ContextVar"))
-        notes.append("atc = aiotask-context 0.6.1; its copying factory gives each task its own data")
+        notes.append(
+            "atc = aiotask-context 0.6.1; its copying factory gives each task its own data"
+        )
     return Case(
         key="memory",
         title=f"memory of {n:,} pending tasks that each own their data",
@@ -647,6 +749,7 @@ def memory_case(env: Env) -> Case:
 
 CASES: dict[str, Callable[[Env], Case]] = {
     "spawn": spawn_case,
+    "spawn-write": spawn_write_case,
     "reads": reads_case,
     "size": size_case,
     "contexts": contexts_case,

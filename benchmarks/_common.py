@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["KEYS", "READ_KEY", "VALUE", "big_keys"]
+__all__ = ["KEYS", "READ_KEY", "VALUE", "WRITE_KEY", "big_keys"]
 
 READ_KEY = "request_id"
 VALUE = "r-1"
+WRITE_KEY = "n"
 KEYS: dict[str, Any] = {READ_KEY: VALUE, "user": "ann", "trace_id": "t-1"}
 """The three keys a parent holds in most cases."""
 

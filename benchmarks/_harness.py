@@ -183,7 +183,7 @@ def run_case(case: Case, progress: Callable[[str], None] | None = None) -> CaseR
                 samples[variant.name].append(value)
         if progress is not None:
             progress(f"{case.key}: round {round_ + 1}/{case.warmup + case.rounds}")
-    results = []
+    results: list[RatioResult] = []
     for ratio in case.ratios:
         subject, baseline = samples[ratio.subject], samples[ratio.baseline]
         values = tuple(s / b for s, b in zip(subject, baseline, strict=True))
@@ -228,17 +228,15 @@ def render(result: CaseResult) -> str:
             f"  {variant.name:<{width}}  {_per_op(median / case.ops, case.unit):>14}"
             f"  {_total(median, case.unit):>14}"
         )
-    lines.append(
-        f"  {'ratio':<{width}}  {'median':>8}  {'p25–p75':>13}  {'target':>8}  {'met':>3}"
-    )
+    header = f"{'median':>8}  {'p25–p75':>13}  {'target':>8}  {'met':>3}"
+    lines.append(f"  {'ratio':<{width}}  {header}")
     for ratio_result in result.ratios:
         ratio = ratio_result.ratio
         label = f"{ratio.subject} / {ratio.baseline}"
         target = "—" if ratio.target is None else str(ratio.target)
         met = {None: "", True: "yes", False: "NO"}[ratio_result.met]
         spread = f"{ratio_result.p25:.2f}–{ratio_result.p75:.2f}"
-        lines.append(
-            f"  {label:<{width}}  {ratio_result.median:>7.2f}×  {spread:>13}  {target:>8}  {met:>3}"
-        )
+        median = ratio_result.median
+        lines.append(f"  {label:<{width}}  {median:>7.2f}×  {spread:>13}  {target:>8}  {met:>3}")
     lines.extend(f"  note: {note}" for note in case.notes)
     return "\n".join(lines)

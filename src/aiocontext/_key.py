@@ -87,6 +87,11 @@ class Key(Generic[T]):
             return f"Key({self._name!r}, default={self._default!r})"
         return f"Key({self._name!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
     def __copy__(self) -> Key[T]:
         return self
 

@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["ChainMap", "Copy", "DeepCopy", "Layers", "PropagationPolicy", "Share"]
+__all__ = ["ChainMap", "Copy", "DeepCopy", "Layers", "PropagationPolicy", "Share", "layers_over"]
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
-def _layers_over(maps: list[MutableMapping[_K, _V]]) -> Layers[_K, _V]:
+def layers_over(maps: list[MutableMapping[_K, _V]]) -> Layers[_K, _V]:
     """Layers made of ``maps`` (the list itself, not a copy), the first one on top."""
     layers: Layers[_K, _V] = Layers.__new__(Layers)  # pyright: ignore[reportUnknownVariableType]
     layers.maps = maps
@@ -188,8 +188,8 @@ class ChainMap(PropagationPolicy):
     def inherit(self, parent: MutableMapping[_K, _V], /) -> MutableMapping[_K, _V]:
         """Return a :class:`collections.ChainMap` of a new empty layer and ``parent``'s layers."""
         if isinstance(parent, collections.ChainMap):
-            return _layers_over([{}, *parent.maps])
-        return _layers_over([{}, parent])
+            return layers_over([{}, *parent.maps])
+        return layers_over([{}, parent])
 
     def root(self) -> MutableMapping[Any, Any]:
         """Return a :class:`collections.ChainMap` with one empty layer."""

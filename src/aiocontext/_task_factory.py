@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar
 import attrs
 
 from ._errors import TaskFactoryError
-from ._policy import Copy, PropagationPolicy, Share
+from ._policy import ChainMap, Copy, PropagationPolicy, Share, layers_over as _layers_over
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -269,42 +269,73 @@ class TaskFactoryWrapper:
         if kwargs and kwargs.get("context") is not None:
             task = self._spawn_in(kwargs["context"], loop, coro, kwargs)
         else:
-            # The task will copy the caller's current contextvars context: put each child's
-            # data there for the duration of the inner factory call, then take it out.
-            tokens: list[_Token] = []
+            # The task will run in a copy of the caller's contextvars context: work out the
+            # child's handle for each context whose value must differ from the caller's.
+            children: list[tuple[_Var, _Handle]] | None = None
             adopted: list[tuple[_Var, _Handle]] | None = None
-            try:
-                for var, mode, inherit, unbound, root in self._plan:
-                    parent = var.get()
-                    if parent is unbound:
-                        if adopted is None:
-                            adopted = []
-                        child = _first_handle(var, mode, inherit, root, loop, adopted)
-                    elif mode is _SHARE:
-                        continue  # the task will inherit this very handle with the context
-                    elif mode is _COPY:
-                        parent[1] = True
-                        child = [parent[0], True, None]
-                    else:
-                        child = [inherit(parent[0]), False, None]
-                    tokens.append(var.set(child))
-                for var, unbound in self._detached_plan:
-                    if var.get() is not unbound:
-                        tokens.append(var.set(unbound))
-                inner: Any = self._inner  # called with keywords only when asyncio gives some
-                if inner is None:
+            for var, mode, inherit, unbound, root in self._plan:
+                parent = var.get()
+                if parent is unbound:
+                    if adopted is None:
+                        adopted = []
+                    child = _first_handle(var, mode, inherit, root, loop, adopted)
+                elif mode is _SHARE:
+                    continue  # the task inherits this very handle with the context
+                elif mode is _COPY:
+                    parent[1] = True
+                    child = [parent[0], True, None]
+                elif mode is _CHAIN:
+                    child = [_layers_over([{}, *parent[0].maps]), False, None]
+                else:
+                    child = [inherit(parent[0]), False, None]
+                if children is None:
+                    children = [(var, child)]
+                else:
+                    children.append((var, child))
+            if self._detached_plan:
+                children = self._unbind_detached(children)
+            inner: Any = self._inner  # called with keywords only when asyncio gives some
+            if children is None:
+                if inner is not None:
+                    task = inner(loop, coro, **kwargs)
+                elif kwargs:
                     task = _Task(coro, loop=loop, **kwargs)
                 else:
+                    task = _Task(coro, loop=loop)
+            elif inner is None:
+                # Build the task's context directly: one change per context, none undone.
+                context = _copy_context()
+                if len(children) == 1:
+                    context.run(children[0][0].set, children[0][1])
+                else:
+                    context.run(_set_each, children)
+                if kwargs:
+                    task = _Task(coro, loop=loop, **{**kwargs, "context": context})
+                else:
+                    task = _Task(coro, loop=loop, context=context)
+            else:
+                # Another factory makes the task and copies the caller's context itself: put
+                # the handles there just for the call.
+                tokens = _set_all(children)
+                try:
                     task = inner(loop, coro, **kwargs)
-            finally:
-                for token in tokens:
-                    token.var.reset(token)
-            if adopted:
-                for var, root in adopted:
-                    var.set(root)
+                finally:
+                    _reset_all(tokens)
+            if adopted is not None:
+                for var, handle in adopted:
+                    var.set(handle)
         if task._source_traceback:
             _trim_source_traceback(task._source_traceback)
         return task  # type: ignore[no-any-return]
+
+    def _unbind_detached(
+        self, children: list[tuple[_Var, _Handle]] | None
+    ) -> list[tuple[_Var, _Handle]] | None:
+        """Give the task no data for contexts detached from the loop (rule 7)."""
+        for var, unbound in self._detached_plan:
+            if var.get() is not unbound:
+                children = [*(children or ()), (var, unbound)]
+        return children
 
     def _spawn_in(
         self,
@@ -342,18 +373,17 @@ class TaskFactoryWrapper:
 
 
 _Task: Any = asyncio.Task  # called with whatever coroutine-like asyncio was given
+_copy_context = contextvars.copy_context
 _SHARE: Final = "share"
 _COPY: Final = "copy"
+_CHAIN: Final = "chain"
 _OTHER: Final = "other"
+_MODES: Final[dict[type[PropagationPolicy], str]] = {Share: _SHARE, Copy: _COPY, ChainMap: _CHAIN}
 
 
 def _mode(policy: PropagationPolicy) -> str:
     """Which inlined fast path of ``__call__`` applies to ``policy`` (exact types only)."""
-    if policy.__class__ is Share:
-        return _SHARE
-    if policy.__class__ is Copy:
-        return _COPY
-    return _OTHER
+    return _MODES.get(policy.__class__, _OTHER)
 
 
 def _first_handle(
@@ -381,7 +411,12 @@ def _derive(mode: str, inherit: _Inherit, parent: _Handle) -> _Handle:
     if mode is _COPY:
         parent[1] = True
         return [parent[0], True, None]
-    return [inherit(parent[0]), False, None]
+    return [inherit(parent[0]), False, None]  # ChainMap's inline form is the same
+
+
+def _set_each(values: list[tuple[_Var, _Handle]]) -> None:
+    for var, value in values:
+        var.set(value)
 
 
 def _set_all(values: list[tuple[_Var, _Handle]]) -> list[_Token]:

@@ -43,8 +43,8 @@ def typed_context() -> None:
     assert_type(counts.pop("hits"), int)
     assert_type(counts.data(), MutableMapping[str, int])
     assert_type(list(counts), list[str])
-    counts["hits"] = "many"  # type: ignore[assignment]
-    counts[3] = 1  # type: ignore[index]
+    counts["hits"] = "many"  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    counts[3] = 1  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
 
 
 def explicit_parameters() -> None:
@@ -60,10 +60,10 @@ def policies() -> None:
     assert_type(Copy().inherit({"a": 1}), MutableMapping[str, int])
     layers: MutableMapping[str, bytes] = ChainMap().root()
     assert_type(Share().inherit(layers), MutableMapping[str, bytes])
-    Context(policy=Copy)  # type: ignore[arg-type]
-    Context(policy="copy")  # type: ignore[arg-type]
-    Context(Copy(), "name")  # type: ignore[call-arg]
-    PropagationPolicy()  # type: ignore[abstract]
+    Context(policy=Copy)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    Context(policy="copy")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    Context(Copy(), "name")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    PropagationPolicy()  # type: ignore[abstract]  # pyright: ignore[reportAbstractUsage]
 
 
 class Fresh(PropagationPolicy):
@@ -85,8 +85,8 @@ def loops() -> None:
         asyncio.run(asyncio.sleep(0), loop_factory=loop_factory(ctx))
     with asyncio.Runner(loop_factory=loop_factory(ctx, base=uvloop.new_event_loop)):
         pass
-    loop_factory("ctx")  # type: ignore[call-overload]
-    loop_factory(ctx, base=object)  # type: ignore[type-var]
+    loop_factory("ctx")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    loop_factory(ctx, base=object)  # type: ignore[type-var]  # pyright: ignore[reportArgumentType]
 
 
 def registry_and_wrapper(loop: asyncio.AbstractEventLoop) -> None:
@@ -100,8 +100,8 @@ def registry_and_wrapper(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_task_factory(wrapper)
     assert_type(wrapper(loop, asyncio.sleep(0, "x")), asyncio.Task[str])
     wrapper.inner = None
-    wrapper.inner = asyncio.Task  # type: ignore[assignment]
-    Context(registry=object())  # type: ignore[arg-type]
+    wrapper.inner = asyncio.Task  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
+    Context(registry=object())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 def uvloop_accepts_the_wrapper(loop: uvloop.Loop) -> None:
@@ -120,4 +120,4 @@ def custom_factories(loop: asyncio.AbstractEventLoop) -> None:
     TaskFactoryWrapper(loop.get_task_factory())
     if sys.version_info >= (3, 12):
         TaskFactoryWrapper(asyncio.eager_task_factory)
-    TaskFactoryWrapper(lambda loop: None)  # type: ignore[arg-type]
+    TaskFactoryWrapper(lambda loop: None)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -1,0 +1,218 @@
+"""aiohttp integration: every request's id in the context, for the handler and its sub-tasks.
+
+Install it with ``pip install "aiocontext[aiohttp]"`` and call :func:`setup`::
+
+    request_context = Context(name="request")
+    app = web.Application()
+    aiocontext.aiohttp.setup(app, request_context)
+
+Each request then runs with ``request_context["request_id"]`` set: the incoming
+``X-Request-ID`` header if it is a safe id (see below), else a fresh UUID4. The handler, the
+middlewares inside this one, and every task they spawn (``create_task``, ``gather``,
+``TaskGroup``, ``to_thread``) see it; :class:`aiocontext.logging.ContextFilter` puts it in
+their log lines. The response carries the id in the same header, and
+:func:`get_request_id` reads it from the request object.
+
+An incoming id is used only if it is at most 128 characters of letters, digits and
+``._:+=/-``, starting with a letter or digit; anything else (empty, spaces, quotes,
+non-ASCII, too long, the header given twice) is replaced by a new id and never echoed.
+
+How the request's data is scoped: the middleware gives each request a private copy of the
+data of the code that runs it, with the id added, for as long as the handler runs (a
+``ctx.restore(...)`` block); on the way out the previous data comes back, so nothing the
+request wrote leaks into the next request of a keep-alive connection. It does not simply
+write the id into the current data with ``ctx.bound(...)``: on Python 3.12+ aiohttp creates
+its connection and request tasks with ``asyncio.Task(...)``, bypassing the loop's task
+factory, so on uvloop every request would be writing into one mapping shared with the
+server's task, and concurrent requests would see each other's ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from ._context import Context
+from ._key import Key
+from ._request_id import is_valid, new_request_id
+
+__all__ = ["HEADER", "KEY", "get_request_id", "request_id_middleware", "setup"]
+
+HEADER: Final = "X-Request-ID"
+"""The default header read from requests and written to responses."""
+
+KEY: Final = "request_id"
+"""The default context key the id is stored under."""
+
+# Where the id is kept on the request object: a typed key on aiohttp 3.14+, which warns
+# about string keys; a namespaced string before.
+_STORAGE_KEY: Final[Any] = (
+    web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "aiocontext.request_id"
+)
+
+
+def _check(context: object, header: object, key: object) -> Context[Any, Any]:
+    if not isinstance(context, Context):
+        raise TypeError(
+            f"context must be an aiocontext.Context, got {type(context).__name__} {context!r}"
+        )
+    if not isinstance(header, str) or not header:
+        raise TypeError(f"header must be a non-empty str such as {HEADER!r}, got {header!r}")
+    if not isinstance(key, str | Key):
+        raise TypeError(
+            f"key must be a str or an aiocontext.Key, got {type(key).__name__} {key!r}"
+        )
+    return context
+
+
+def get_request_id(request: web.BaseRequest) -> str:
+    """Return the id the request-id middleware gave ``request``.
+
+    For code that has the request but may run outside the request's context, such as an
+    outer middleware or an ``on_response_prepare`` handler. Inside the handler and its
+    sub-tasks, ``context["request_id"]`` gives the same value.
+
+    Raises:
+        LookupError: The middleware has not run for this request: add it with
+            :func:`setup`, or put :func:`request_id_middleware` first in the middlewares.
+    """
+    try:
+        value: str = request[_STORAGE_KEY]
+    except KeyError:
+        raise LookupError(
+            f"{request!r} has no request id: the aiocontext request-id middleware has not run "
+            f"for it. Add it with aiocontext.aiohttp.setup(app, context)"
+        ) from None
+    return value
+
+
+def request_id_middleware(
+    context: Context[Any, Any],
+    *,
+    header: str = HEADER,
+    key: str | Key[str] = KEY,
+    response_header: bool = True,
+) -> Middleware:
+    """Return an aiohttp middleware that runs each request with its id in ``context``.
+
+    The id is the request's ``header`` if it is valid, else a fresh UUID4. It is stored
+    under ``key`` in a private copy of the current data for the rest of the middleware
+    chain and the handler (sub-tasks inherit it by the context's policy), kept on the
+    request for :func:`get_request_id`, and, with ``response_header``, set as ``header`` on
+    the response and on any :class:`aiohttp.web.HTTPException` the handler raises (which is
+    then re-raised).
+
+    :func:`setup` adds this middleware and also attaches the context and puts the header on
+    responses the middleware does not see: streamed ones (prepared inside the handler) and
+    aiohttp's own 500 pages for unhandled exceptions. Used alone, the middleware needs the
+    context attached to the server's loop (``ctx.attach()`` in an ``on_startup`` handler,
+    or a loop made by :func:`aiocontext.loop_factory`).
+
+    Args:
+        context: The context to put the id in.
+        header: The request and response header holding the id.
+        key: The context key to store the id under: a ``str`` or a ``Key[str]``.
+        response_header: Whether to set ``header`` on the response.
+
+    Returns:
+        A new-style (``@web.middleware``) middleware for ``web.Application(middlewares=...)``.
+
+    Raises:
+        TypeError: ``context`` is not a Context, ``header`` not a non-empty ``str``, or
+            ``key`` neither a ``str`` nor a ``Key``.
+
+    The middleware itself raises :class:`~aiocontext.TaskContextError` (and aiohttp answers
+    500) when the context is not attached to the server's loop.
+
+    Example:
+        >>> from aiohttp import web
+        >>> from aiocontext import Context
+        >>> request_context = Context(name="request")
+        >>> app = web.Application(middlewares=[request_id_middleware(request_context)])
+    """
+    context = _check(context, header, key)
+
+    @web.middleware
+    async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.getall(header, ())
+        value = incoming[0] if len(incoming) == 1 and is_valid(incoming[0]) else new_request_id()
+        request[_STORAGE_KEY] = value
+        with context.restore({**context.snapshot(), key: value}):
+            try:
+                response = await handler(request)
+            except web.HTTPException as error:
+                if response_header:
+                    error.headers[header] = value
+                raise
+        if response_header and not response.prepared:
+            response.headers[header] = value
+        return response
+
+    return request_id
+
+
+def setup(
+    app: web.Application,
+    context: Context[Any, Any],
+    *,
+    header: str = HEADER,
+    key: str | Key[str] = KEY,
+    response_header: bool = True,
+) -> None:
+    """Give every request of ``app`` its id in ``context``.
+
+    * Puts :func:`request_id_middleware` first in ``app.middlewares``, so every other
+      middleware runs inside it and sees the id.
+    * Attaches ``context`` to the serving loop in the first ``on_startup`` handler, before
+      cleanup contexts and your startup handlers run, so tasks they start (background
+      workers) inherit data. Tasks created before startup get the policy's root data when
+      they first use the context; for data from the loop's very first task, make the loop
+      with :func:`aiocontext.loop_factory` (``web.run_app(app, loop=loop_factory(ctx)())``).
+      The context stays attached after cleanup.
+    * With ``response_header``, sets the header on every response as it is prepared,
+      including streamed responses and aiohttp's 500 page for an unhandled exception.
+      (aiohttp logs that exception after the middleware has returned, so its "Error
+      handling request" log line has no id; the access log can show the header with
+      ``access_log_format='... %{X-Request-ID}o'``.)
+
+    Call it before the app starts (aiohttp freezes the middlewares and signals then).
+
+    Args:
+        app: The application.
+        context: The context to put the id in.
+        header: The request and response header holding the id.
+        key: The context key to store the id under: a ``str`` or a ``Key[str]``.
+        response_header: Whether to set ``header`` on responses.
+
+    Raises:
+        TypeError: As for :func:`request_id_middleware`.
+        RuntimeError: The app has started already (raised by aiohttp).
+
+    Example:
+        >>> from aiohttp import web
+        >>> from aiocontext import Context
+        >>> request_context = Context(name="request")
+        >>> app = web.Application()
+        >>> setup(app, request_context)
+        >>> len(app.middlewares), len(app.on_startup) >= 1
+        (1, True)
+    """
+    middleware = request_id_middleware(
+        context, header=header, key=key, response_header=response_header
+    )
+
+    async def attach(app: web.Application) -> None:
+        context.attach()
+
+    app.middlewares.insert(0, middleware)
+    app.on_startup.insert(0, attach)
+    if response_header:
+
+        async def set_header(request: web.Request, response: web.StreamResponse) -> None:
+            value = request.get(_STORAGE_KEY)
+            if value is not None:
+                response.headers[header] = value
+
+        app.on_response_prepare.append(set_header)

@@ -1,0 +1,248 @@
+"""ASGI middleware that gives every request its request id in a :class:`~aiocontext.Context`.
+
+:class:`RequestIdMiddleware` is pure ASGI: it imports no framework, so it wraps any ASGI 3
+application (Starlette, FastAPI, Litestar, Quart, a bare ``async def app(scope, receive,
+send)``) under any asyncio server (uvicorn, hypercorn, granian, daphne). Install it with
+``pip install "aiocontext[asgi]"``, which needs nothing beyond the core.
+
+For each ``http`` and ``websocket`` connection it:
+
+1. reads the request id from the request header (``x-request-id`` by default; the first one
+   if the header is repeated, matched case-insensitively). An id that is missing or unsafe to
+   echo (empty, longer than 128 characters, or not made of letters, digits and ``._:+=/-``
+   starting with a letter or digit) is replaced by a new UUID4, never echoed;
+2. runs the application with data of its own in the context, holding just the id
+   (``context["request_id"]`` by default; see :meth:`Context.restore
+   <aiocontext.Context.restore>`): the endpoint, every task it spawns (``create_task``,
+   ``gather``, ``TaskGroup``, ``to_thread``, FastAPI dependencies and background tasks) and
+   every log line they write see it, whatever the context's policy. Nothing another request
+   left in the context leaks in: on the stdlib loop uvicorn may create a keep-alive
+   connection's next request task from the previous one's ``contextvars``
+   (CPython gh-140947), and under ``Share()`` every connection of a server would otherwise
+   share one mapping. When the application returns or raises, the task's previous data
+   comes back;
+3. stores it in the connection's ``scope["state"]``, the per-request namespace Starlette and
+   FastAPI expose as ``request.state`` / ``websocket.state`` (``request.state.request_id``);
+4. sets it as the response header of the same name (in ``http.response.start``,
+   ``websocket.accept`` and a WebSocket denial response), replacing any such header the
+   application set.
+
+``lifespan`` and other scope types go to the application untouched.
+
+The context must be attached to the loop the server runs the application on, for the tasks
+the application spawns to inherit the id, and the middleware sees to it: the first time it is
+called on a loop (with ``lifespan="on"``, at startup) it calls ``context.attach(loop)``, which
+also gives the calling task data. Later calls on that loop cost one identity check; a server
+running several loops (threads) gets each attached on first use. The middleware never attaches
+a loop it has seen before again: after ``context.detach(loop)``, tasks the application spawns
+on that loop have no data (using the context there raises
+:class:`~aiocontext.TaskContextError`).
+
+To have the context attached before the server creates any task instead (so that code running
+outside the middleware, such as the lifespan or other middleware, can use it too), make the
+loop with :func:`aiocontext.loop_factory`: uvicorn takes a loop factory as
+``--loop module:function``, e.g. ``make_loop = loop_factory(request,
+base=uvloop.new_event_loop)`` and ``uvicorn app:app --loop app:make_loop``; or run
+``asyncio.run(server.serve(), loop_factory=loop_factory(request))`` yourself. Calling
+``request.attach()`` in the application's lifespan startup works too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Final, TypeAlias
+
+from ._context import Context
+from ._errors import EventLoopError
+from ._key import Key
+from ._request_id import is_valid, new_request_id
+
+__all__ = ["ASGIApp", "Message", "Receive", "RequestIdMiddleware", "Scope", "Send"]
+
+# The ASGI 3 types, spelled as Starlette spells them (``starlette.types``), so that the
+# middleware is a valid ``app.add_middleware(...)`` argument and wraps any such application.
+Scope: TypeAlias = MutableMapping[str, Any]
+"""The connection scope: ``type`` (``"http"``, ``"websocket"``, ``"lifespan"``), ``headers``, ..."""
+Message: TypeAlias = MutableMapping[str, Any]
+"""An ASGI event or response message: ``type`` and its fields."""
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+"""The ``receive`` callable: awaits the next event from the client."""
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+"""The ``send`` callable: sends one message to the client."""
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""An ASGI 3 application: ``async def app(scope, receive, send) -> None``."""
+
+# The messages that carry a response's headers.
+_RESPONSE_STARTS: Final = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
+# RFC 9110 token characters: what a header name is made of.
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+def _no_loop() -> asyncio.AbstractEventLoop | None:
+    """The last loop seen, before the first call: none."""
+    return None
+
+
+def _header_name(header: object) -> bytes:
+    """``header`` as ASGI spells header names (lowercase bytes), if it is a valid one."""
+    if not isinstance(header, str) or _HEADER_NAME.match(header) is None:
+        raise ValueError(
+            f"header must be an HTTP header name such as 'x-request-id' (letters, digits "
+            f"and !#$%&'*+-.^_`|~ only), got {header!r}"
+        )
+    return header.lower().encode("ascii")
+
+
+class RequestIdMiddleware:
+    """ASGI middleware giving each request its id in ``context`` while the app handles it.
+
+    See the module documentation for the whole behaviour. With Starlette and FastAPI::
+
+        app.add_middleware(RequestIdMiddleware, context=request)
+
+    anywhere else, wrap the application: ``app = RequestIdMiddleware(app, request)``. Wrapping
+    the whole Starlette/FastAPI application that way (rather than ``add_middleware``, which
+    puts the middleware inside Starlette's error handling) also puts the header on the 500
+    responses of unhandled exceptions.
+
+    The application starts with only the request id in the context (values bound outside
+    the middleware are not visible inside it): put other middleware that writes to the same
+    context inside this one.
+
+    Args:
+        app: The ASGI application to wrap.
+        context: Where to bind the id; it is attached to the server's loop on first use.
+        header: The request and response header carrying the id (case-insensitive).
+        key: The key to bind in ``context``: a string, or a ``Key[str]``. The id is also
+            stored in ``scope["state"]`` under this name (a ``Key``'s ``name``), so it is
+            ``request.state.request_id`` by default.
+        response_header: Whether to set ``header`` on the response.
+
+    Raises:
+        TypeError: ``app`` is not callable, ``context`` is not a Context, or ``key`` is
+            neither a string nor a Key.
+        ValueError: ``header`` is not a valid HTTP header name.
+
+    Example:
+        >>> import asyncio
+        >>> from aiocontext import Context
+        >>> from aiocontext.asgi import RequestIdMiddleware
+        >>> request = Context(name="request")
+        >>> async def app(scope, receive, send):
+        ...     body = f"handled {request['request_id']}".encode()
+        ...     await send({"type": "http.response.start", "status": 200, "headers": []})
+        ...     await send({"type": "http.response.body", "body": body})
+        >>> sent = []
+        >>> async def send(message):
+        ...     sent.append(message)
+        >>> async def receive():
+        ...     return {"type": "http.request", "body": b""}
+        >>> scope = {"type": "http", "headers": [(b"x-request-id", b"req-42")]}
+        >>> asyncio.run(RequestIdMiddleware(app, request)(scope, receive, send))
+        >>> sent[0]["headers"], sent[1]["body"]
+        ([(b'x-request-id', b'req-42')], b'handled req-42')
+    """
+
+    __slots__ = ("_app", "_context", "_header", "_key", "_last_loop", "_response_header")
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        context: Context[Any, Any],
+        *,
+        header: str = "x-request-id",
+        key: str | Key[str] = "request_id",
+        response_header: bool = True,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(
+                f"app must be an ASGI application, an async callable app(scope, receive, send), "
+                f"got {type(app).__name__} {app!r}"
+            )
+        if not isinstance(context, Context):
+            raise TypeError(
+                f"context must be an aiocontext.Context such as Context(name='request'), "
+                f"got {type(context).__name__} {context!r}"
+            )
+        if not isinstance(key, (str, Key)):
+            raise TypeError(
+                f"key must be a str or an aiocontext.Key[str], such as 'request_id', "
+                f"got {type(key).__name__} {key!r}"
+            )
+        self._app = app
+        self._context = context
+        self._header = _header_name(header)
+        self._key = key
+        self._response_header = bool(response_header)
+        self._last_loop: Callable[[], asyncio.AbstractEventLoop | None] = _no_loop
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestIdMiddleware(app={self._app!r}, context={self._context!r}, "
+            f"header={self._header.decode('ascii')!r}, key={self._key!r}, "
+            f"response_header={self._response_header!r})"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection: bind its request id around the application call.
+
+        Raises:
+            EventLoopError: The server does not run the application on an asyncio loop.
+            Exception: Whatever the application raised (the task's data is put back first).
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise EventLoopError(
+                "RequestIdMiddleware needs an asyncio event loop (asyncio or uvloop): run the "
+                "server on asyncio, e.g. uvicorn, or hypercorn --worker-class asyncio"
+            ) from None
+        if self._last_loop() is not loop:
+            self._attach(loop)
+        if scope["type"] not in ("http", "websocket"):
+            await self._app(scope, receive, send)
+            return
+        request_id = self._incoming(scope.get("headers", ()))
+        # ASGI: a middleware changing the scope gives the app a copy. ``state`` is the
+        # request's own namespace (a per-request copy of the lifespan state), shared on purpose.
+        scope = dict(scope)
+        key = self._key
+        scope.setdefault("state", {})[key if isinstance(key, str) else key.name] = request_id
+        if self._response_header:
+            send = self._sender(send, request_id)
+        with self._context.restore({key: request_id}):
+            await self._app(scope, receive, send)
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach the context to ``loop`` unless it is; remember ``loop`` as the last seen."""
+        if not self._context.is_attached(loop):
+            self._context.attach(loop)
+        self._last_loop = weakref.ref(loop)
+
+    def _incoming(self, headers: Iterable[tuple[bytes, bytes]]) -> str:
+        """The request's id: the first ``header`` if it is valid, else a new one."""
+        name = self._header
+        for header, value in headers:
+            if header.lower() == name:
+                request_id = value.decode("latin-1")
+                return request_id if is_valid(request_id) else new_request_id()
+        return new_request_id()
+
+    def _sender(self, send: Send, request_id: str) -> Send:
+        """Wrap ``send`` to set the id header on the response's first message."""
+        name = self._header
+        ours = (name, request_id.encode("latin-1"))
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] in _RESPONSE_STARTS:
+                headers = [item for item in message.get("headers", ()) if item[0].lower() != name]
+                headers.append(ours)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return send_with_request_id
