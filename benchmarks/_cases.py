@@ -130,6 +130,75 @@ class Env:
         return loop
 
 
+# -- floors: what any pure-Python design pays ----------------------------------------------------
+
+
+def _forwarding_factory(
+    loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any
+) -> asyncio.Future[Any]:
+    """The cheapest task factory Python allows: it only forwards to ``asyncio.Task``."""
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+class _ForwardingFactory:
+    """The same as a callable object: what a factory that is an instance (like ours) pays."""
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+def _fresh_values_factory(
+    variables: tuple[Var, ...],
+) -> Callable[..., asyncio.Future[Any]]:
+    """A factory giving every child a new value in each of ``variables``: the least work
+    that gives each of N contexts its own per-task value through contextvars."""
+
+    def set_fresh() -> None:
+        for variable in variables:
+            value = variable.get(None)
+            if value is not None:
+                variable.set(value.copy())
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> asyncio.Future[Any]:
+        context = contextvars.copy_context()
+        context.run(set_fresh)
+        return asyncio.Task(coro, loop=loop, context=context)
+
+    return factory
+
+
+class _OneLineMapping:
+    """The cheapest Python-level ``__getitem__`` over a context variable."""
+
+    __slots__ = ("_var",)
+
+    def __init__(self, var: Var) -> None:
+        self._var = var
+
+    def __getitem__(self, key: str) -> Any:
+        return self._var.get()[key]
+
+
+def _read_one_line_getitem(mapping: _OneLineMapping, n: int) -> int:
+    k = READ_KEY
+    iterations = range(n // 10)
+    start = perf_counter_ns()
+    for _ in iterations:
+        mapping[k]
+        mapping[k]
+        mapping[k]
+        mapping[k]
+        mapping[k]
+        mapping[k]
+        mapping[k]
+        mapping[k]
+        mapping[k]
+        mapping[k]
+    return perf_counter_ns() - start
+
+
 # -- what the tasks do ------------------------------------------------------------------------
 
 
@@ -386,13 +455,30 @@ def spawn_case(env: Env) -> Case:
         variants.append(
             Variant(f"{policy!r}", loop, _spawn(n, _set_contexts((ctx,), KEYS), _ctx_child, ctx))
         )
+    for name, factory in (
+        ("floor: forwarding function factory", _forwarding_factory),
+        ("floor: forwarding object factory", _ForwardingFactory()),
+    ):
+        loop = env.new_loop()
+        loop.set_task_factory(factory)
+        variants.append(
+            Variant(name, loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))
+        )
     ratios = [
         Ratio("Share()", "bare ContextVar", Target(1.10)),
         Ratio("Copy()", "bare ContextVar", Target(1.15)),
         Ratio("DeepCopy()", "bare ContextVar"),
         Ratio("ChainMap()", "bare ContextVar", Target(1.25)),
+        Ratio("floor: forwarding function factory", "bare ContextVar"),
+        Ratio("floor: forwarding object factory", "bare ContextVar"),
+        Ratio("Share()", "floor: forwarding object factory"),
+        Ratio("Copy()", "floor: forwarding object factory"),
     ]
-    notes = ["the parent holds 3 keys; each child reads one (ctx[k], or var.get()[k])"]
+    notes = [
+        "the parent holds 3 keys; each child reads one (ctx[k], or var.get()[k])",
+        "floors: bare ContextVar on a loop whose task factory only forwards to asyncio.Task; "
+        "any design built on a task factory pays at least that",
+    ]
     if HAVE_ATC:
         from . import _atc
 
@@ -445,10 +531,23 @@ def reads_case(env: Env) -> Case:
                 _timed(_set_contexts((ctx,), KEYS), functools.partial(ctx_fn, ctx, n)),
             )
         )
+    floor_loop, floor_var = env.new_loop(), Var("bench")
+    variants.append(
+        Variant(
+            "floor: one-line Python __getitem__",
+            floor_loop,
+            _timed(
+                _set_bare(floor_var, KEYS),
+                functools.partial(_read_one_line_getitem, _OneLineMapping(floor_var), n),
+            ),
+        )
+    )
     ratios = [
         Ratio("ctx[k]", "bare var.get()[k]", Target(1.4)),
         Ratio("ctx.get(k)", "bare var.get().get(k)"),
         Ratio("ctx[k] = v", "bare var.get()[k] = v"),
+        Ratio("floor: one-line Python __getitem__", "bare var.get()[k]"),
+        Ratio("ctx[k]", "floor: one-line Python __getitem__"),
     ]
     notes = [f"{n:,} operations per sample in one task, ten per loop iteration; ctx is Copy()"]
     if HAVE_ATC:
@@ -591,6 +690,21 @@ def contexts_case(env: Env) -> Case:
                 _spawn(n, _set_contexts(contexts, KEYS), _ctx_child, contexts[0]),
             )
         )
+    floor_vars = tuple(Var(f"floor{i}") for i in range(16))
+    floor_loop = env.new_loop()
+    floor_loop.set_task_factory(_fresh_values_factory(floor_vars))
+
+    def set_floor_vars() -> None:
+        for variable in floor_vars:
+            variable.set(dict(KEYS))
+
+    variants.append(
+        Variant(
+            "floor: 16 ContextVars, a new value each per child",
+            floor_loop,
+            _spawn(n, set_floor_vars, _bare_child, floor_vars[0]),
+        )
+    )
     return Case(
         key="contexts",
         title=f"spawn + await {n:,} tasks against the number of attached contexts",
@@ -605,6 +719,8 @@ def contexts_case(env: Env) -> Case:
             Ratio("4 × Copy()", "bare ContextVar"),
             Ratio("16 × Copy()", "bare ContextVar", Target(1.6)),
             Ratio("16 × Copy()", "1 × Copy()"),
+            Ratio("floor: 16 ContextVars, a new value each per child", "bare ContextVar"),
+            Ratio("16 × Copy()", "floor: 16 ContextVars, a new value each per child"),
         ),
         notes=("the parent holds 3 keys in every context; each child reads one key of one",),
     )
