@@ -8,12 +8,15 @@ does what ``to_thread`` does for any :class:`concurrent.futures.Executor`:
 * :func:`run_in_executor` (from a coroutine) and :func:`submit` (from synchronous code) run
   ``func`` in a copy of the caller's ``contextvars`` context, exactly like
   ``asyncio.to_thread``: ``func`` sees the caller's data, and its writes are the caller's
-  writes (the caller sees them once the call is done; under ``Copy()`` the caller's children
-  do not, as with any write the caller makes).
+  writes, as the ``to_thread`` worker's are.
 * :func:`run_in_process` is for executors that do not share memory, such as
   :class:`~concurrent.futures.ProcessPoolExecutor`, where ``contextvars`` cannot go: it
   sends a :meth:`~aiocontext.Context.snapshot` of each context named and restores it around
-  ``func`` in the worker. Writes there stay there.
+  ``func`` in the worker. Writes there stay there. (Its ``contexts`` come before ``func``:
+  nothing may stand between the ``*args`` and ``**kwargs`` passed on to ``func``.)
+
+The first two raise ``TypeError`` for a ``ProcessPoolExecutor``, where the context could
+only be silently missing, and say what to do instead.
 
 Example:
     >>> import asyncio
@@ -100,7 +103,7 @@ def run_in_executor(
         TypeError: ``executor`` is a ``ProcessPoolExecutor`` (use :func:`run_in_process`) or
             not an executor, or ``func`` is not callable.
     """
-    loop = _running_loop("run_in_executor")
+    loop = _running_loop("run_in_executor", "use aiocontext.executors.submit(executor, func, ...)")
     _check_executor(executor, func, "run_in_executor", _USE_RUN_IN_PROCESS)
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
     return loop.run_in_executor(executor, call)
@@ -182,12 +185,16 @@ def run_in_process(
         An asyncio future of ``func``'s result (await it).
 
     Raises:
-        EventLoopError: No event loop is running in this thread.
+        EventLoopError: No event loop is running in this thread (from synchronous code, pass
+            ``ctx.snapshot()`` to ``func`` and restore it there).
         TypeError: ``contexts`` is not an iterable of contexts, a context is not a global of
             ``func``'s module, ``executor`` is not an executor, or ``func`` is not callable.
         TaskContextError: A context has no data in the caller (as ``ctx.snapshot()``).
     """
-    loop = _running_loop("run_in_process")
+    loop = _running_loop(
+        "run_in_process",
+        "pass ctx.snapshot() to func and wrap its body in `with ctx.restore(snapshot):`",
+    )
     _check_executor(executor, func, "run_in_process", None)
     if isinstance(contexts, (Context, str)) or not isinstance(contexts, Iterable):
         raise TypeError(
@@ -195,11 +202,11 @@ def run_in_process(
             f"{type(contexts).__name__} {contexts!r}"
         )
     snapshots = tuple((*_reference(context, func), context.snapshot()) for context in contexts)
-    return loop.run_in_executor(executor, _Restoring(func, args, kwargs, snapshots))
+    return loop.run_in_executor(executor, _CallWithSnapshots(func, args, kwargs, snapshots))
 
 
 @attrs.frozen
-class _Restoring:
+class _CallWithSnapshots:
     """The picklable call :func:`run_in_process` sends: ``func`` inside restored snapshots."""
 
     func: Callable[..., Any]
@@ -235,13 +242,13 @@ def _reference(context: object, func: Callable[..., Any]) -> tuple[str, str]:
     )
 
 
-def _running_loop(function: str) -> asyncio.AbstractEventLoop:
+def _running_loop(function: str, otherwise: str) -> asyncio.AbstractEventLoop:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
         raise EventLoopError(
-            f"{function}() needs a running event loop: await it from a coroutine "
-            f"(from synchronous code, use aiocontext.executors.submit(executor, func, ...))"
+            f"{function}() needs a running event loop: await it from a coroutine (from "
+            f"synchronous code, {otherwise})"
         ) from None
 
 

@@ -34,7 +34,9 @@ The fixture runs on the loop pytest-asyncio runs the test on, whatever its loop 
   run on during the tests that follow, with this test's data. They are cancelled. Tasks
   started elsewhere (a server started by a module-scoped fixture, and the tasks it
   spawns) are not the test's and are left alone; on a function-scoped loop pytest-asyncio
-  cancels whatever is left, so nothing can leak and nothing is checked. The check needs
+  cancels whatever is left, so nothing can leak and nothing is checked. The check runs when
+  ``aiocontext`` is torn down, after the fixtures set up after it: if a fixture stops tasks
+  the test starts through it, request ``aiocontext`` first. It needs
   ``Task.get_context()`` (Python 3.12+); on 3.11 it is skipped.
 
 To have contexts attached to every test's loop from the start instead (no fixture needed),
@@ -56,6 +58,7 @@ import asyncio
 import contextlib
 import contextvars
 import importlib
+import re
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, Final, Literal, cast, get_args
@@ -77,9 +80,11 @@ _LEAK_WAIT: Final = 1.0  # seconds leaked tasks get to finish once cancelled
 # contexts' data, so a task holding it holds the test's data.
 _TEST: contextvars.ContextVar[object] = contextvars.ContextVar("aiocontext.pytest test")
 
+_MIN_PYTEST_ASYNCIO: Final = (1, 0)
 _NEEDS_PYTEST_ASYNCIO: Final = (
-    "the aiocontext fixture runs on pytest-asyncio's event loops, and pytest-asyncio is not "
-    "active: install it (pip install pytest-asyncio) and do not disable it (-p no:asyncio)"
+    "the aiocontext fixture runs on pytest-asyncio's event loops, and pytest-asyncio 1.0 or "
+    "newer is not active: install it (pip install 'pytest-asyncio>=1.0') and do not disable "
+    "it (-p no:asyncio)"
 )
 
 
@@ -123,8 +128,8 @@ def aiocontext(request: pytest.FixtureRequest) -> tuple[Context[Any, Any], ...]:
     ``aiocontext`` can seed it, and a test that leaves tasks running with its data on a loop
     that outlives it fails at teardown (Python 3.12+).
     """
-    plugin = sys.modules.get("pytest_asyncio.plugin")
-    if plugin is None or not request.config.pluginmanager.is_registered(plugin):
+    plugin = sys.modules.get("pytest_asyncio.plugin")  # imported by _define_fixtures()
+    if not (_HAS_FIXTURES and request.config.pluginmanager.is_registered(plugin)):
         pytest.fail(_NEEDS_PYTEST_ASYNCIO, pytrace=False)
     contexts: tuple[Context[Any, Any], ...] = request.getfixturevalue(
         _fixture_name(_loop_scope(request))
@@ -189,7 +194,7 @@ def _resolve(name: str) -> Context[Any, Any]:
 
 
 def _checked(contexts: object) -> tuple[Context[Any, Any], ...]:
-    """The ``aiocontext_contexts`` fixture's value as a tuple, or the error saying what to return."""
+    """The ``aiocontext_contexts`` fixture's value as a tuple; else the error saying why."""
     if isinstance(contexts, (Context, str)) or not isinstance(contexts, Iterable):
         raise TypeError(
             f"the aiocontext_contexts fixture must return a sequence of aiocontext.Context "
@@ -277,26 +282,40 @@ else:
         return False  # before 3.12 a task's contextvars context cannot be read
 
 
-def _define_fixtures() -> None:
-    """Define one fixture per loop scope running on that loop, if pytest-asyncio is here.
+def _define_fixtures() -> bool:
+    """Define one fixture per loop scope, running on that loop, if pytest-asyncio is here.
 
     pytest-asyncio fixes an async fixture's loop when it is defined, and ``aiocontext`` must
     run on the test's loop, whichever it is: it requests the one for the test's loop scope.
+    Nothing is defined, and ``False`` returned, without pytest-asyncio 1.0 or newer (which
+    passes the contextvars async fixtures set on to the test): so a missing or old
+    pytest-asyncio never breaks a test run, only a request for ``aiocontext``.
     """
+    # Both returns below run only without a suitable pytest-asyncio: TestWithoutPytestAsyncio
+    # runs them in subprocesses, which coverage does not measure.
     try:
         import pytest_asyncio
-    except ImportError:  # pragma: no cover - only where pytest-asyncio is not installed
-        return  # (TestWithoutPytestAsyncio runs that in a subprocess, unmeasured)
+    except ImportError:  # pragma: no cover - see above
+        return False
+    if _release(pytest_asyncio.__version__) < _MIN_PYTEST_ASYNCIO:  # pragma: no cover
+        return False
     for loop_scope in _LOOP_SCOPES:
         globals()[_fixture_name(loop_scope)] = pytest_asyncio.fixture(
             _isolate_on(loop_scope), loop_scope=loop_scope, name=_fixture_name(loop_scope)
         )
+    return True
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``(major, minor)`` of a version string: ``"1.5.0"`` -> ``(1, 5)``."""
+    return tuple(int(number) for number in re.findall(r"\d+", version)[:2])
 
 
 def _isolate_on(loop_scope: _LoopScope) -> Any:
     async def isolate(
         request: pytest.FixtureRequest, aiocontext_contexts: object
     ) -> AsyncIterator[tuple[Context[Any, Any], ...]]:
+        """The ``aiocontext`` fixture's work, on the loop of this loop scope."""
         isolation = _Isolation(_checked(aiocontext_contexts), loop_scope, request.node.nodeid)
         # Finalizers run last-in first-out: this one, added before pytest-asyncio adds the
         # one that finishes this generator, runs after it, once the contextvars are reset.
@@ -308,4 +327,4 @@ def _isolate_on(loop_scope: _LoopScope) -> Any:
     return isolate
 
 
-_define_fixtures()
+_HAS_FIXTURES: Final = _define_fixtures()
