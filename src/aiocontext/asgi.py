@@ -1,8 +1,8 @@
 """ASGI middleware that gives every request its request id in a :class:`~aiocontext.Context`.
 
 :class:`RequestIdMiddleware` is pure ASGI: it imports no framework, so it wraps any ASGI 3
-application (Starlette, FastAPI, Litestar, Quart, a bare ``async def app(scope, receive,
-send)``) under any asyncio server (uvicorn, hypercorn, granian, daphne). Install it with
+application (a bare ``async def app(scope, receive, send)``, Starlette, FastAPI, ...) under
+any server that runs it on an asyncio or uvloop loop (tested with uvicorn). Install it with
 ``pip install "aiocontext[asgi]"``, which needs nothing beyond the core.
 
 For each ``http`` and ``websocket`` connection it:
@@ -31,20 +31,23 @@ For each ``http`` and ``websocket`` connection it:
 
 The context must be attached to the loop the server runs the application on, for the tasks
 the application spawns to inherit the id, and the middleware sees to it: the first time it is
-called on a loop (with ``lifespan="on"``, at startup) it calls ``context.attach(loop)``, which
-also gives the calling task data. Later calls on that loop cost one identity check; a server
-running several loops (threads) gets each attached on first use. The middleware never attaches
-a loop it has seen before again: after ``context.detach(loop)``, tasks the application spawns
-on that loop have no data (using the context there raises
+called on a loop (at startup, when the server runs the lifespan protocol) it calls
+``context.attach(loop)``. As ``attach()`` does, that also gives the calling task (usually the
+server's lifespan task) empty data of its own; requests never depend on it, since each gets
+its own data. Later calls on that loop cost one identity check; a server running several
+loops (threads) gets each attached on first use. Only that first call checks: after
+``context.detach(loop)`` the middleware does not attach the context again, and the tasks the
+application spawns on that loop have no data (using the context there raises
 :class:`~aiocontext.TaskContextError`).
 
-To have the context attached before the server creates any task instead (so that code running
-outside the middleware, such as the lifespan or other middleware, can use it too), make the
-loop with :func:`aiocontext.loop_factory`: uvicorn takes a loop factory as
-``--loop module:function``, e.g. ``make_loop = loop_factory(request,
-base=uvloop.new_event_loop)`` and ``uvicorn app:app --loop app:make_loop``; or run
-``asyncio.run(server.serve(), loop_factory=loop_factory(request))`` yourself. Calling
-``request.attach()`` in the application's lifespan startup works too.
+To have the context attached before the server creates any task instead, so that code the
+server runs outside the middleware (outer middleware, a lifespan it does not see) can use it
+too, make the loop with
+:func:`aiocontext.loop_factory`. uvicorn takes a loop factory as ``--loop module:function``
+(``uvicorn.Config(loop="module:function")``): with ``make_loop = loop_factory(request,
+base=uvloop.new_event_loop)`` in ``app.py``, run ``uvicorn app:app --loop app:make_loop``. Or
+run ``asyncio.run(server.serve(), loop_factory=loop_factory(request))`` yourself, or call
+``request.attach()`` first thing in the application's lifespan startup.
 """
 
 from __future__ import annotations
@@ -189,7 +192,7 @@ class RequestIdMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle one ASGI connection: bind its request id around the application call.
+        """Handle one ASGI connection: run the app with the request id as its own data.
 
         Raises:
             EventLoopError: The server does not run the application on an asyncio loop.
