@@ -21,10 +21,11 @@ How the request's data is scoped: the middleware gives each request a private co
 data of the code that runs it, with the id added, for as long as the handler runs (a
 ``ctx.restore(...)`` block); on the way out the previous data comes back, so nothing the
 request wrote leaks into the next request of a keep-alive connection. It does not simply
-write the id into the current data with ``ctx.bound(...)``: on Python 3.12+ aiohttp creates
-its connection and request tasks with ``asyncio.Task(...)``, bypassing the loop's task
-factory, so on uvloop every request would be writing into one mapping shared with the
-server's task, and concurrent requests would see each other's ids.
+write the id into the current data with ``ctx.bound(...)``: on Python 3.12+, aiohttp 3.10+
+creates its connection and request tasks with ``asyncio.Task(..., eager_start=True)``,
+bypassing the loop's task factory, so those tasks share their creator's mapping. On uvloop
+every connection's creator is the server's task: all requests would write into one mapping,
+and concurrent requests would see each other's ids.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from typing_extensions import TypeIs
 
 from ._context import Context
 from ._key import Key
@@ -53,8 +55,12 @@ _STORAGE_KEY: Final[Any] = (
 )
 
 
+def _is_context(value: object) -> TypeIs[Context[Any, Any]]:
+    return isinstance(value, Context)
+
+
 def _check(context: object, header: object, key: object) -> Context[Any, Any]:
-    if not isinstance(context, Context):
+    if not _is_context(context):
         raise TypeError(
             f"context must be an aiocontext.Context, got {type(context).__name__} {context!r}"
         )

@@ -26,9 +26,10 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 import attrs
+from typing_extensions import TypeIs
 
 from ._context import Context
 from ._errors import AioContextError
@@ -58,9 +59,13 @@ _RECORD_ATTRIBUTES: Final = frozenset(
 _Field: TypeAlias = "tuple[FieldKey, str, object, bool]"
 
 
+def _is_context(value: object) -> TypeIs[Context[Any, Any]]:
+    return isinstance(value, Context)
+
+
 def _resolve_context(context: object) -> Context[Any, Any]:
     """Return ``context`` if it is a Context, or the Context a ``"module:attribute"`` names."""
-    if isinstance(context, Context):
+    if _is_context(context):
         return context
     if not isinstance(context, str):
         raise TypeError(
@@ -89,7 +94,7 @@ def _resolve_context(context: object) -> Context[Any, Any]:
                 f"context={context!r}: {module_name!r} has no attribute {path!r}; check the "
                 f"name after the colon"
             ) from None
-    if not isinstance(found, Context):
+    if not _is_context(found):
         raise TypeError(
             f"context={context!r} names {type(found).__name__} {found!r}, not an "
             f"aiocontext.Context"
@@ -97,17 +102,33 @@ def _resolve_context(context: object) -> Context[Any, Any]:
     return found
 
 
-def _field_name(key: object) -> str:
-    if isinstance(key, Key):
-        return key.name
+def _is_key(value: object) -> TypeIs[Key[Any]]:
+    return isinstance(value, Key)
+
+
+def _field(key: object) -> tuple[FieldKey, str]:
+    """Check a field's key; return it with its own name."""
+    if _is_key(key):
+        return key, key.name
     if isinstance(key, str):
-        return key
+        return key, key
     raise TypeError(
         f"a field's key must be a str or an aiocontext.Key, got {type(key).__name__} {key!r}"
     )
 
 
-def _fields(fields: Fields, default: object, reserved: frozenset[str]) -> tuple[_Field, ...]:
+def _renamed_field(key: object, name: object) -> tuple[FieldKey, str]:
+    """Check a field's key and the name given for it."""
+    field_key, _ = _field(key)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"fields maps {key!r} to {type(name).__name__} {name!r}: the name to log it under "
+            f"must be a str"
+        )
+    return field_key, name
+
+
+def _fields(fields: object, default: object, reserved: frozenset[str]) -> tuple[_Field, ...]:
     """Check the arguments and turn them into the fields read for each record."""
     if isinstance(fields, str | Key):
         raise TypeError(
@@ -115,17 +136,15 @@ def _fields(fields: Fields, default: object, reserved: frozenset[str]) -> tuple[
             f"write fields=({fields!r},)"
         )
     if isinstance(fields, Mapping):
-        pairs = []
-        for key, name in fields.items():
-            _field_name(key)
-            if not isinstance(name, str):
-                raise TypeError(
-                    f"fields maps {key!r} to {type(name).__name__} {name!r}: the name to "
-                    f"log it under must be a str"
-                )
-            pairs.append((key, name))
+        items = cast("Mapping[object, object]", fields).items()
+        pairs = [_renamed_field(key, name) for key, name in items]
+    elif isinstance(fields, Iterable):
+        pairs = [_field(key) for key in cast("Iterable[object]", fields)]
     else:
-        pairs = [(key, _field_name(key)) for key in fields]
+        raise TypeError(
+            f"fields must be a collection of keys or a mapping of keys to names, got "
+            f"{type(fields).__name__} {fields!r}"
+        )
     if not pairs:
         raise ValueError("fields is empty: name at least one key, e.g. fields=('request_id',)")
     names = [name for _, name in pairs]
@@ -140,13 +159,14 @@ def _fields(fields: Fields, default: object, reserved: frozenset[str]) -> tuple[
         if names.count(name) > 1:
             raise ValueError(f"two fields are both named {name!r}: give them different names")
     if isinstance(default, Mapping):
-        unknown = set(default) - set(names)
+        per_field = cast("Mapping[object, object]", default)
+        unknown = [name for name in per_field if name not in names]
         if unknown:
             raise ValueError(
-                f"default has entries for {sorted(unknown, key=repr)!r}, which are not fields "
-                f"(the fields are {names!r}): per-field defaults are keyed by the field's name"
+                f"default has entries for {unknown!r}, which are not fields (the fields are "
+                f"{names!r}): per-field defaults are keyed by the field's name"
             )
-        defaults = [default.get(name, DEFAULT) for name in names]
+        defaults = [per_field.get(name, DEFAULT) for name in names]
     else:
         defaults = [default] * len(names)
     return tuple(
@@ -257,6 +277,7 @@ class ContextFilter(logging.Filter):
         [r-7] in a thread
         >>> log.warning("outside any task")
         [-] outside any task
+        >>> log.removeHandler(handler)
     """
 
     def __init__(
