@@ -228,11 +228,15 @@ class Context(MutableMapping[K, V]):
             TypeError: ``loop`` is not an event loop.
         """
         loop = self._loop_or_running(loop, "attach")
-        self._registry.attach(self, loop)
+        caller_root = None
         if loop is asyncio._get_running_loop() and self._var.get() is self._unbound:
             # The calling code gets its data now, so that callbacks and threads it starts
             # before touching the context share it rather than each getting their own.
-            self._var.set([self._policy.root(), False, None])
+            # (Made first: if root() raises, nothing has changed.)
+            caller_root = [self._policy.root(), False, None]
+        self._registry.attach(self, loop)
+        if caller_root is not None:
+            self._var.set(caller_root)
         return self
 
     def detach(self, loop: asyncio.AbstractEventLoop | None = None) -> None:

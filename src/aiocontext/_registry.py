@@ -125,12 +125,18 @@ class ContextRegistry:
         """Return whether ``context`` is attached to ``loop``.
 
         Raises:
-            TypeError: ``loop`` is not an event loop.
+            TypeError: ``context`` is not a Context or ``loop`` is not an event loop.
         """
+        check_context(context)
         return any(attached is context for attached in self.contexts(loop))
 
     def loops(self, context: Context[Any, Any]) -> tuple[asyncio.AbstractEventLoop, ...]:
-        """Return the live loops ``context`` is attached to."""
+        """Return the live loops ``context`` is attached to.
+
+        Raises:
+            TypeError: ``context`` is not a Context.
+        """
+        check_context(context)
         with ATTACH_LOCK:
             return tuple(
                 loop

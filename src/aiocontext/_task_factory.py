@@ -165,11 +165,16 @@ class TaskFactoryWrapper:
             The wrapper now installed (the one that was already there, if any).
 
         Raises:
-            TypeError: ``loop`` is not an event loop.
+            TypeError: ``loop`` is not an event loop, or ``registry`` not a registry.
         """
-        from ._registry import default_registry
+        from ._registry import ContextRegistry, default_registry
 
         check_loop(loop)
+        if registry is not None and not isinstance(registry, ContextRegistry):
+            raise TypeError(
+                f"registry must be a ContextRegistry or None (the default registry), "
+                f"got {type(registry).__name__} {registry!r}"
+            )
         with ATTACH_LOCK:
             factory = loop.get_task_factory()
             if isinstance(factory, TaskFactoryWrapper):
