@@ -76,6 +76,11 @@ def _check_name(_instance: object, _attribute: object, name: Any) -> None:
         raise TypeError(f"name must be a str or None, got {type(name).__name__} {name!r}")
 
 
+def is_context(value: object) -> TypeIs[Context[Any, Any]]:
+    """Whether ``value`` is a Context (a type guard for the integrations' argument checks)."""
+    return isinstance(value, Context)
+
+
 def _is_task(value: object) -> TypeIs[asyncio.Task[Any]]:
     return isinstance(value, asyncio.Task)
 

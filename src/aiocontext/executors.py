@@ -48,7 +48,9 @@ from typing import Any, TypeVar
 import attrs
 from typing_extensions import ParamSpec
 
-from ._context import Context
+from typing_extensions import TypeIs
+
+from ._context import Context, is_context
 from ._errors import EventLoopError
 
 __all__ = ["run_in_executor", "run_in_process", "submit"]
@@ -71,6 +73,10 @@ _USE_SNAPSHOT = (
     "Pass ctx.snapshot() to func and wrap its body in `with ctx.restore(snapshot):` (or, from "
     "a coroutine, use aiocontext.executors.run_in_process(executor, [ctx], func, *args))"
 )
+
+
+def _is_iterable(value: object) -> TypeIs[Iterable[object]]:
+    return isinstance(value, Iterable)
 
 
 def run_in_executor(
@@ -142,7 +148,7 @@ def submit(
         ...     submit(pool, request.get, "id").result()
         'r-7'
     """
-    if executor is None:
+    if executor is None:  # pyright: ignore[reportUnnecessaryComparison] - checked at runtime
         raise TypeError(
             "submit() needs an executor, got None: pass a concurrent.futures.Executor such as "
             "a ThreadPoolExecutor (None, the loop's default executor, is for run_in_executor())"
@@ -196,7 +202,8 @@ def run_in_process(
         "pass ctx.snapshot() to func and wrap its body in `with ctx.restore(snapshot):`",
     )
     _check_executor(executor, func, "run_in_process", None)
-    if isinstance(contexts, (Context, str)) or not isinstance(contexts, Iterable):
+    given: object = contexts  # checked at runtime whatever the annotation says
+    if is_context(given) or isinstance(given, str) or not _is_iterable(given):
         raise TypeError(
             f"run_in_process() takes an iterable of contexts, such as [request], got "
             f"{type(contexts).__name__} {contexts!r}"
@@ -224,7 +231,7 @@ class _CallWithSnapshots:
 
 def _reference(context: object, func: Callable[..., Any]) -> tuple[str, str]:
     """``(module, name)``: where the worker finds ``context``, a global of ``func``'s module."""
-    if not isinstance(context, Context):
+    if not is_context(context):
         raise TypeError(
             f"run_in_process() takes an iterable of aiocontext.Context objects, got "
             f"{type(context).__name__} {context!r} in it"

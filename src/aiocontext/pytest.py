@@ -60,12 +60,14 @@ import contextvars
 import importlib
 import re
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from typing import Any, Final, Literal, cast, get_args
 
 import pytest
 
-from ._context import Context
+from typing_extensions import TypeIs
+
+from ._context import Context, is_context
 
 __all__ = ["aiocontext", "aiocontext_contexts", "pytest_addoption"]
 
@@ -86,6 +88,10 @@ _NEEDS_PYTEST_ASYNCIO: Final = (
     "newer is not active: install it (pip install 'pytest-asyncio>=1.0') and do not disable "
     "it (-p no:asyncio)"
 )
+
+
+def _is_iterable(value: object) -> TypeIs[Iterable[object]]:
+    return isinstance(value, Iterable)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -185,7 +191,7 @@ def _resolve(name: str) -> Context[Any, Any]:
                 "after the colon",
                 pytrace=False,
             )
-    if not isinstance(found, Context):
+    if not is_context(found):
         pytest.fail(
             f"{where}, which is {type(found).__name__} {found!r}, not an aiocontext.Context",
             pytrace=False,
@@ -195,20 +201,21 @@ def _resolve(name: str) -> Context[Any, Any]:
 
 def _checked(contexts: object) -> tuple[Context[Any, Any], ...]:
     """The ``aiocontext_contexts`` fixture's value as a tuple; else the error saying why."""
-    if isinstance(contexts, (Context, str)) or not isinstance(contexts, Iterable):
+    if is_context(contexts) or isinstance(contexts, str) or not _is_iterable(contexts):
         raise TypeError(
             f"the aiocontext_contexts fixture must return a sequence of aiocontext.Context "
             f"objects, such as `return (request,)`; it returned {type(contexts).__name__} "
             f"{contexts!r}"
         )
-    result = tuple(contexts)
-    for context in result:
-        if not isinstance(context, Context):
+    result: list[Context[Any, Any]] = []
+    for context in contexts:
+        if not is_context(context):
             raise TypeError(
                 f"the aiocontext_contexts fixture must return aiocontext.Context objects; it "
                 f"returned {type(context).__name__} {context!r} among them"
             )
-    return result
+        result.append(context)
+    return tuple(result)
 
 
 class _Isolation:
@@ -228,7 +235,7 @@ class _Isolation:
         return self._contexts
 
     @contextlib.contextmanager
-    def fresh_data(self) -> Iterator[object]:
+    def fresh_data(self) -> Generator[object]:
         """Attach, give every context fresh data, and mark the test's contextvars context."""
         loop = asyncio.get_running_loop()
         attached = [ctx for ctx in self._contexts if not ctx.is_attached(loop)]
