@@ -33,6 +33,7 @@ import asyncio
 import collections
 import contextvars
 import sys
+import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any, Generic, overload
@@ -470,13 +471,13 @@ class Context(MutableMapping[K, V]):
         handle = self._var.get()
         if handle is self._unbound:
             handle = self._missing()
-        elif handle[1]:  # shared copy-on-write: this task's data becomes its own
-            handle[0] = handle[0].copy()
-            handle[1] = False
-        handle[0][key] = value
+        data = _writable(handle) if handle[1] else handle[0]
+        data[key] = value
+        if handle[0] is not data:  # another thread made the data private meanwhile
+            _set_again(handle, key, value)
 
     def __delitem__(self, key: K | Key[Any], /) -> None:
-        del _writable(self._handle())[key]
+        _delete(self._handle(), key)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._var.get()[0])
@@ -540,7 +541,13 @@ class Context(MutableMapping[K, V]):
         Raises:
             KeyError: ``key`` is not there and no default was given.
         """
-        return _writable(self._handle()).pop(key, *default)
+        handle = self._handle()
+        data = _writable(handle)
+        value = data.pop(key, *default)
+        while handle[0] is not data:  # another thread made the data private meanwhile
+            data = _writable(handle)
+            data.pop(key, None)
+        return value
 
     @overload
     def setdefault(self: Context[K, _T | None], key: K, default: None = None, /) -> _T | None: ...
@@ -551,7 +558,13 @@ class Context(MutableMapping[K, V]):
     def setdefault(self, key: Any, default: Any = None, /) -> Any:
         """Return the current task's value for ``key``, first setting it to ``default`` if
         the task has none (a :class:`~aiocontext.Key`'s own default plays no part)."""
-        return _writable(self._handle()).setdefault(key, default)
+        handle = self._handle()
+        data = _writable(handle)
+        value = data.setdefault(key, default)
+        while handle[0] is not data:  # another thread made the data private meanwhile
+            data = _writable(handle)
+            data.setdefault(key, value)
+        return value
 
     def popitem(self) -> tuple[K, V]:
         """Remove and return an item as the task's mapping chooses (for a dict, the last set;
@@ -560,7 +573,13 @@ class Context(MutableMapping[K, V]):
         Raises:
             KeyError: The task's data (its own layer, under ``ChainMap()``) is empty.
         """
-        return _writable(self._handle()).popitem()
+        handle = self._handle()
+        data = _writable(handle)
+        key, value = data.popitem()
+        while handle[0] is not data:  # another thread made the data private meanwhile
+            data = _writable(handle)
+            data.pop(key, None)
+        return key, value
 
     def clear(self) -> None:
         """Remove every key from the current task's data (without copying shared data)."""
@@ -658,12 +677,39 @@ def _own_layer(data: MutableMapping[Any, Any]) -> MutableMapping[Any, Any]:
     return data.maps[0] if isinstance(data, collections.ChainMap) else data
 
 
+_PRIVATE_COPY_LOCK = threading.Lock()
+
+
 def _writable(handle: Handle) -> MutableMapping[Any, Any]:
-    """The handle's data, first copied into the handle if it is shared copy-on-write."""
+    """The handle's data, first made private if it is shared copy-on-write.
+
+    Threads running in one task's context (``to_thread`` workers) may write at once: the lock
+    makes sure the shared data is copied once, and writers that raced with the copy write
+    again into the copy (see :func:`_set_again`), so no write is ever lost.
+    """
     if handle[1]:
-        handle[0] = handle[0].copy()
-        handle[1] = False
+        with _PRIVATE_COPY_LOCK:
+            if handle[1]:
+                handle[0] = handle[0].copy()
+                handle[1] = False
     return handle[0]  # type: ignore[no-any-return]
+
+
+def _set_again(handle: Handle, key: Any, value: Any) -> None:
+    """Repeat a write that landed in data another thread replaced with a private copy."""
+    data = _writable(handle)
+    data[key] = value
+    while handle[0] is not data:
+        data = _writable(handle)
+        data[key] = value
+
+
+def _delete(handle: Handle, key: Any) -> None:
+    data = _writable(handle)
+    del data[key]
+    while handle[0] is not data:  # another thread made the data private meanwhile
+        data = _writable(handle)
+        data.pop(key, None)
 
 
 class _CopyOnWriteView(MutableMapping[Any, Any]):
@@ -681,10 +727,13 @@ class _CopyOnWriteView(MutableMapping[Any, Any]):
         return self._handle[0][key]
 
     def __setitem__(self, key: Any, value: Any, /) -> None:
-        _writable(self._handle)[key] = value
+        data = _writable(self._handle)
+        data[key] = value
+        if self._handle[0] is not data:
+            _set_again(self._handle, key, value)
 
     def __delitem__(self, key: Any, /) -> None:
-        del _writable(self._handle)[key]
+        _delete(self._handle, key)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._handle[0])

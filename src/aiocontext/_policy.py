@@ -156,8 +156,11 @@ class DeepCopy(PropagationPolicy):
             Exception: Whatever ``copy.deepcopy`` raised, with a note naming the first key
                 whose value cannot be copied.
         """
+        # A dict is first copied in one step: threads writing to it meanwhile cannot make
+        # the deep copy fail with "dictionary changed size during iteration".
+        source = parent.copy() if isinstance(parent, dict) and type(parent) is dict else parent
         try:
-            return copy.deepcopy(parent)
+            return copy.deepcopy(source)
         except Exception as exc:
             for key, value in parent.items():
                 try:

@@ -287,8 +287,8 @@ class TaskFactoryWrapper:
                 elif mode is _SHARE:
                     continue  # the task inherits this very handle with the context
                 elif mode is _COPY:
+                    child = [parent[0], True, None]  # read the data before flagging it shared
                     parent[1] = True
-                    child = [parent[0], True, None]
                 elif mode is _CHAIN:
                     child = [_layers_over([{}, *parent[0].maps]), False, None]
                 else:
@@ -414,8 +414,9 @@ def _derive(mode: str, inherit: _Inherit, parent: _Handle) -> _Handle:
     if mode is _SHARE:
         return parent
     if mode is _COPY:
+        child = [parent[0], True, None]  # read the data before flagging it shared
         parent[1] = True
-        return [parent[0], True, None]
+        return child
     return [inherit(parent[0]), False, None]  # ChainMap's inline form is the same
 
 
