@@ -473,7 +473,7 @@ class Context(MutableMapping[K, V]):
             handle = self._missing()
         data = _writable(handle) if handle[1] else handle[0]
         data[key] = value
-        if handle[0] is not data:  # another thread made the data private meanwhile
+        if handle[1] or handle[0] is not data:  # another thread is copying, or copied, it
             _set_again(handle, key, value)
 
     def __delitem__(self, key: K | Key[Any], /) -> None:
@@ -544,7 +544,7 @@ class Context(MutableMapping[K, V]):
         handle = self._handle()
         data = _writable(handle)
         value = data.pop(key, *default)
-        while handle[0] is not data:  # another thread made the data private meanwhile
+        while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
             data = _writable(handle)
             data.pop(key, None)
         return value
@@ -561,7 +561,7 @@ class Context(MutableMapping[K, V]):
         handle = self._handle()
         data = _writable(handle)
         value = data.setdefault(key, default)
-        while handle[0] is not data:  # another thread made the data private meanwhile
+        while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
             data = _writable(handle)
             data.setdefault(key, value)
         return value
@@ -576,7 +576,7 @@ class Context(MutableMapping[K, V]):
         handle = self._handle()
         data = _writable(handle)
         key, value = data.popitem()
-        while handle[0] is not data:  # another thread made the data private meanwhile
+        while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
             data = _writable(handle)
             data.pop(key, None)
         return key, value
@@ -684,8 +684,9 @@ def _writable(handle: Handle) -> MutableMapping[Any, Any]:
     """The handle's data, first made private if it is shared copy-on-write.
 
     Threads running in one task's context (``to_thread`` workers) may write at once: the lock
-    makes sure the shared data is copied once, and writers that raced with the copy write
-    again into the copy (see :func:`_set_again`), so no write is ever lost.
+    makes sure the shared data is copied once, and the flag is cleared only after the copy is
+    in place. A writer that finds the flag set, or the data replaced, after writing repeats
+    its write into the private copy (see :func:`_set_again`), so no write is ever lost.
     """
     if handle[1]:
         with _PRIVATE_COPY_LOCK:
@@ -699,7 +700,7 @@ def _set_again(handle: Handle, key: Any, value: Any) -> None:
     """Repeat a write that landed in data another thread replaced with a private copy."""
     data = _writable(handle)
     data[key] = value
-    while handle[0] is not data:
+    while handle[1] or handle[0] is not data:
         data = _writable(handle)
         data[key] = value
 
@@ -707,7 +708,7 @@ def _set_again(handle: Handle, key: Any, value: Any) -> None:
 def _delete(handle: Handle, key: Any) -> None:
     data = _writable(handle)
     del data[key]
-    while handle[0] is not data:  # another thread made the data private meanwhile
+    while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
         data = _writable(handle)
         data.pop(key, None)
 
@@ -729,7 +730,7 @@ class _CopyOnWriteView(MutableMapping[Any, Any]):
     def __setitem__(self, key: Any, value: Any, /) -> None:
         data = _writable(self._handle)
         data[key] = value
-        if self._handle[0] is not data:
+        if self._handle[1] or self._handle[0] is not data:
             _set_again(self._handle, key, value)
 
     def __delitem__(self, key: Any, /) -> None:
