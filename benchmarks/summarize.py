@@ -52,7 +52,7 @@ def main(paths: list[str]) -> None:
         target = next(
             (runs[c][row].get("target") or "" for c in columns if row in runs[c]), ""
         )
-        cells = []
+        cells: list[str] = []
         for column in columns:
             ratio = runs[column].get(row)
             if ratio is None:

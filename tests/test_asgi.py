@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from typing_extensions import TypeIs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
@@ -112,11 +113,16 @@ async def ids_seen(context: Context[str, str]) -> dict[str, Any]:
     }
 
 
+def is_id_list(value: object) -> TypeIs[list[str]]:
+    """Whether ``value``, from a response of ``ids_seen``, is a list (of ids)."""
+    return isinstance(value, list)
+
+
 def flatten(seen: dict[str, Any]) -> set[str]:
     """Every id in a response of ``ids_seen``."""
     values: set[str] = set()
     for value in seen.values():
-        values.update(value if isinstance(value, list) else [value])
+        values.update(value if is_id_list(value) else [value])
     return values
 
 
@@ -364,7 +370,7 @@ class TestRequestIdMiddleware:
         context: Context[str, str] = Context(name="request")
         async with asyncio.timeout(TIMEOUT), serving(starlette_app(context)) as address:
             async with client(address) as http:
-                responses = []
+                responses: list[httpx.Response] = []
                 for number in range(12):
                     headers = {"x-request-id": f"seq-{number}"}
                     if number % 2:
@@ -826,13 +832,13 @@ class TestRequestIdMiddleware:
     def test_app_must_be_callable(self) -> None:
         """A non-callable app is a ``TypeError`` that says what an ASGI app is."""
         with pytest.raises(TypeError, match=r"app\(scope, receive, send\)"):
-            RequestIdMiddleware("main:app", Context())  # type: ignore[arg-type]
+            RequestIdMiddleware("main:app", Context())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     def test_context_must_be_a_context(self) -> None:
         """A mapping that is not a Context is a ``TypeError`` naming the fix."""
         app = Recorder(Context())
         with pytest.raises(TypeError, match=r"Context\(name='request'\)"):
-            RequestIdMiddleware(app, {})  # type: ignore[arg-type]
+            RequestIdMiddleware(app, {})  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     @pytest.mark.parametrize(
         "header", ["", "x request id", "x-id\n", "x-ïd", b"x-request-id", None]

@@ -10,7 +10,7 @@ import contextvars
 import sys
 import threading
 import types
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Generator, Mapping, MutableMapping
 from typing import Any, TypeVar, assert_type
 
 import attrs
@@ -67,7 +67,7 @@ def skip_if_eager_factory_broken(loop: asyncio.AbstractEventLoop) -> None:
 
 
 @contextlib.contextmanager
-def restoring_task_factory(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+def restoring_task_factory(loop: asyncio.AbstractEventLoop) -> Generator[None]:
     """Put back the loop's original task factory when the block ends."""
     original = loop.get_task_factory()
     try:
@@ -77,24 +77,33 @@ def restoring_task_factory(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
         loop.set_task_factory(original)
 
 
-#: Every way of reading or writing a context's data, for the error tests (rule 6).
-DATA_ACCESSES = [
-    pytest.param(lambda ctx: ctx["key"], id="getitem"),
-    pytest.param(lambda ctx: ctx.get("key", "default"), id="get-with-default"),
-    pytest.param(lambda ctx: "key" in ctx, id="contains"),
-    pytest.param(len, id="len"),
-    pytest.param(list, id="iter"),
-    pytest.param(lambda ctx: ctx.__setitem__("key", 1), id="setitem"),
-    pytest.param(lambda ctx: ctx.__delitem__("key"), id="delitem"),
-    pytest.param(lambda ctx: ctx.pop("key", None), id="pop-with-default"),
-    pytest.param(lambda ctx: ctx.setdefault("key", 1), id="setdefault"),
-    pytest.param(lambda ctx: ctx.update(key=1), id="update"),
-    pytest.param(lambda ctx: ctx.clear(), id="clear"),
-    pytest.param(lambda ctx: list(ctx.items()), id="items"),
-    pytest.param(lambda ctx: ctx.data(), id="data"),
-    pytest.param(lambda ctx: ctx == {}, id="eq-mapping"),
-]
 Access = Callable[[Context[str, Any]], object]
+
+#: Every way of reading or writing a context's data, for the error tests (rule 6), by id.
+_ACCESSES: dict[str, Access] = {
+    "getitem": lambda ctx: ctx["key"],
+    "get-with-default": lambda ctx: ctx.get("key", "default"),
+    "contains": lambda ctx: "key" in ctx,
+    "len": len,
+    "iter": list,
+    "setitem": lambda ctx: ctx.__setitem__("key", 1),
+    "delitem": lambda ctx: ctx.__delitem__("key"),
+    "pop-with-default": lambda ctx: ctx.pop("key", None),
+    "setdefault": lambda ctx: ctx.setdefault("key", 1),
+    "update": lambda ctx: ctx.update(key=1),
+    "clear": lambda ctx: ctx.clear(),
+    "items": lambda ctx: list(ctx.items()),
+    "data": lambda ctx: ctx.data(),
+    "eq-mapping": lambda ctx: ctx == {},
+}
+DATA_ACCESSES = [pytest.param(access, id=name) for name, access in _ACCESSES.items()]
+
+#: Mappings other than dict that hold ``{"a": 1}``.
+OTHER_MAPPINGS: list[Mapping[str, int]] = [
+    types.MappingProxyType({"a": 1}),
+    collections.OrderedDict(a=1),
+    collections.ChainMap({}, {"a": 1}),
+]
 
 
 class TestConstruction:
@@ -114,7 +123,7 @@ class TestConstruction:
         """Passing a policy class (``Copy``) instead of an instance raises TypeError naming
         the fix (``policy=Copy()``)."""
         with pytest.raises(TypeError, match=rf"policy={policy_class.__name__}\(\)"):
-            Context(policy_class)  # type: ignore[arg-type]
+            Context(policy_class)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     @pytest.mark.parametrize(
         "policy",
@@ -124,7 +133,7 @@ class TestConstruction:
     def test_non_policy_raises_type_error(self, policy: object) -> None:
         """Anything but a PropagationPolicy instance is refused with TypeError."""
         with pytest.raises(TypeError, match="PropagationPolicy instance"):
-            Context(policy)  # type: ignore[arg-type]
+            Context(policy)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     def test_duck_typed_policy_raises_type_error(self) -> None:
         """An object with ``inherit``/``root`` methods that does not subclass
@@ -138,7 +147,7 @@ class TestConstruction:
                 return {}
 
         with pytest.raises(TypeError):
-            Context(LooksLikeAPolicy())  # type: ignore[arg-type]
+            Context(LooksLikeAPolicy())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     def test_name(self) -> None:
         """The name given is kept and is ``None`` by default."""
@@ -150,7 +159,7 @@ class TestConstruction:
     def test_name_of_wrong_type_raises_type_error(self) -> None:
         """A name that is neither a str nor None raises TypeError."""
         with pytest.raises(TypeError, match="name"):
-            Context(name=42)  # type: ignore[arg-type]
+            Context(name=42)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     def test_registry_none_means_the_default_registry(
         self, loop: asyncio.AbstractEventLoop
@@ -179,7 +188,7 @@ class TestConstruction:
     def test_registry_of_wrong_type_raises_type_error(self) -> None:
         """A registry that is not a ContextRegistry raises TypeError."""
         with pytest.raises(TypeError, match="ContextRegistry"):
-            Context(registry={})  # type: ignore[arg-type]
+            Context(registry={})  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     def test_repr_shows_policy_and_name(self) -> None:
         """The repr names the policy and the name, and needs no loop or data."""
@@ -219,13 +228,7 @@ class TestEquality:
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize(
-        "other",
-        [
-            types.MappingProxyType({"a": 1}),
-            collections.OrderedDict(a=1),
-            collections.ChainMap({}, {"a": 1}),
-        ],
-        ids=["MappingProxyType", "OrderedDict", "ChainMap"],
+        "other", OTHER_MAPPINGS, ids=["MappingProxyType", "OrderedDict", "ChainMap"]
     )
     async def test_equal_to_any_mapping_with_same_data(self, other: Mapping[str, int]) -> None:
         """Any Mapping with the same items compares equal, like a dict would."""
@@ -600,7 +603,7 @@ class TestData:
         """``data(x)`` with something that is not an asyncio task raises TypeError."""
         ctx: Context[str, Any] = Context(registry=ContextRegistry()).attach()
         with pytest.raises(TypeError, match=r"asyncio\.Task"):
-            ctx.data(not_a_task)  # type: ignore[arg-type]
+            ctx.data(not_a_task)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     @pytest.mark.asyncio
     async def test_data_of_future_raises_type_error(self) -> None:
@@ -608,7 +611,7 @@ class TestData:
         ctx: Context[str, Any] = Context(registry=ContextRegistry()).attach()
         future = asyncio.get_running_loop().create_future()
         with pytest.raises(TypeError, match=r"asyncio\.Task"):
-            ctx.data(future)  # type: ignore[arg-type]
+            ctx.data(future)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 class TestWhereDataComesFrom:
@@ -1449,7 +1452,7 @@ class TestErrors:
         Context(registry=registry).attach()
         ctx: Context[str, Any] = Context(registry=registry)
         with pytest.raises(TaskContextError):
-            "key" in ctx  # noqa: B015 - the access is the point
+            "key" in ctx  # noqa: B015 - the access is the point  # pyright: ignore[reportUnusedExpression]
 
     @pytest.mark.asyncio
     async def test_other_context_attached_still_works(self) -> None:

@@ -205,9 +205,9 @@ class TestRunInExecutor:
     async def test_rejects_what_is_not_an_executor_or_callable(self) -> None:
         """Wrong arguments fail at the call, not later in a worker."""
         with pytest.raises(TypeError, match="needs a concurrent.futures.Executor .* got str"):
-            run_in_executor("pool", read, "id")  # type: ignore[arg-type]
+            run_in_executor("pool", read, "id")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         with pytest.raises(TypeError, match=r"^run_in_executor\(\) needs a callable, got int 3$"):
-            run_in_executor(None, 3, "id")  # type: ignore[arg-type]
+            run_in_executor(None, 3, "id")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue]
 
     def test_needs_a_running_loop(self, threads: concurrent.futures.ThreadPoolExecutor) -> None:
         """Called outside a loop, it says to use ``submit``."""
@@ -289,9 +289,9 @@ class TestSubmit:
     def test_rejects_what_is_not_an_executor_or_callable(self) -> None:
         """``None`` has no meaning without a loop; the rest as for ``run_in_executor``."""
         with pytest.raises(TypeError, match=r"^submit\(\) needs an executor, got None: "):
-            submit(None, read, "id")  # type: ignore[arg-type]
+            submit(None, read, "id")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         with pytest.raises(TypeError, match="needs a concurrent.futures.Executor .* got str"):
-            submit("pool", read, "id")  # type: ignore[arg-type]
+            submit("pool", read, "id")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 class TestRunInProcess:
@@ -393,9 +393,9 @@ class TestRunInProcess:
     async def test_rejects_what_is_not_an_executor_or_callable(self) -> None:
         """As ``run_in_executor`` does; process pools are what it is for."""
         with pytest.raises(TypeError, match="needs a concurrent.futures.Executor .* got str"):
-            run_in_process("pool", [], read, "id")  # type: ignore[arg-type]
+            run_in_process("pool", [], read, "id")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         with pytest.raises(TypeError, match=r"^run_in_process\(\) needs a callable, got int 3$"):
-            run_in_process(None, [], 3, "id")  # type: ignore[arg-type]
+            run_in_process(None, [], 3, "id")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue]
 
     def test_needs_a_running_loop(self, threads: concurrent.futures.ThreadPoolExecutor) -> None:
         """Called outside a loop, it says what synchronous code does instead."""

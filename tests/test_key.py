@@ -25,6 +25,10 @@ from aiocontext import (
     Share,
 )
 
+#: ``Key`` itself, typed so that pyright knows its ``__init__`` fully (``Key.__init__`` has an
+#: unsolved type parameter).
+ANY_KEY: type[Key[Any]] = Key
+
 
 class CountingFactory:
     """A default factory that makes a new list on each call and counts the calls."""
@@ -67,20 +71,20 @@ class TestKey:
     def test_non_str_name_raises_type_error(self, name: object) -> None:
         """A name that is not a str is refused with TypeError."""
         with pytest.raises(TypeError, match="name must be a str"):
-            Key(name)  # type: ignore[call-overload]
+            Key(name)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
     @pytest.mark.parametrize("factory", [[], "list", 3], ids=["list", "str", "int"])
     def test_non_callable_default_factory_raises_type_error(self, factory: object) -> None:
         """A default factory that cannot be called is refused with TypeError."""
         with pytest.raises(TypeError, match="default_factory must be callable"):
-            Key("tags", default_factory=factory)  # type: ignore[call-overload]
+            Key("tags", default_factory=factory)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
     @pytest.mark.parametrize("default", [[], None], ids=["list", "None"])
     def test_default_and_default_factory_raises_type_error(self, default: object) -> None:
         """Giving both ``default`` and ``default_factory`` is refused with TypeError, also
         when the default is None (a real default, not "no default")."""
         with pytest.raises(TypeError, match="both default and default_factory"):
-            Key("tags", default=default, default_factory=list)  # type: ignore[call-overload]
+            Key("tags", default=default, default_factory=list)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
 
     # -- repr ------------------------------------------------------------------------------
 
@@ -442,7 +446,7 @@ class TestKey:
         assert given is ctx.setdefault(key, ["other"])
         assert (given, 0) == (ctx[key], factory.calls)
 
-    @pytest.mark.parametrize("function", [Key.__init__, Context.get], ids=["Key", "get"])
+    @pytest.mark.parametrize("function", [ANY_KEY.__init__, Context.get], ids=["Key", "get"])
     def test_signatures_name_the_no_default_sentinel(
         self, function: Callable[..., object]
     ) -> None:

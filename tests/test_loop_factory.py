@@ -35,8 +35,8 @@ class RecordingRoot(PropagationPolicy):
     def inherit(self, parent: MutableMapping[_K, _V], /) -> MutableMapping[_K, _V]:
         return dict(parent)
 
-    def root(self) -> MutableMapping[_K, _V]:
-        data: dict[_K, _V] = {}
+    def root(self) -> MutableMapping[Any, Any]:
+        data: dict[Any, Any] = {}
         self.roots.append(data)
         return data
 
@@ -203,7 +203,7 @@ class TestLoopFactory:
         with pytest.raises(TypeError, match="Context"):
             loop_factory(ctx, not_a_context)
         with pytest.raises(TypeError, match="Context"):
-            loop_factory(Share())  # type: ignore[call-overload]
+            loop_factory(Share())  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
     def test_non_callable_base_raises_type_error(self) -> None:
         """A ``base`` that is not callable raises TypeError at once."""

@@ -13,7 +13,7 @@ from aiocontext import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
 from aiocontext.__main__ import main, render, run_example
 
 #: What the parent sees after the child ran, per the contract's table.
-PARENT_AFTER = {
+PARENT_AFTER: dict[PropagationPolicy, tuple[str, list[str]]] = {
     Share(): ("from child", ["from", "child"]),
     Copy(): ("from parent", ["from", "child"]),
     DeepCopy(): ("from parent", ["from", "parent"]),

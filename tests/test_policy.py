@@ -704,7 +704,7 @@ class TestPropagationPolicy:
     def test_cannot_instantiate_the_abstract_base(self) -> None:
         """PropagationPolicy itself is abstract."""
         with pytest.raises(TypeError):
-            PropagationPolicy()  # type: ignore[abstract]
+            PropagationPolicy()  # type: ignore[abstract]  # pyright: ignore[reportAbstractUsage]
 
     def test_subclass_must_implement_inherit(self) -> None:
         """A subclass that does not implement ``inherit`` cannot be instantiated."""
@@ -713,7 +713,7 @@ class TestPropagationPolicy:
             pass
 
         with pytest.raises(TypeError, match="inherit"):
-            NoInherit()  # type: ignore[abstract]
+            NoInherit()  # type: ignore[abstract]  # pyright: ignore[reportAbstractUsage]
 
     def test_default_root_is_a_new_empty_dict(self) -> None:
         """A subclass that does not override ``root`` gets a new empty dict each call."""
@@ -740,7 +740,7 @@ class TestPropagationPolicy:
     def test_frozen(self, policy_class: type[PropagationPolicy]) -> None:
         """Built-in policies are frozen: setting an attribute raises AttributeError."""
         with pytest.raises(AttributeError):
-            policy_class().extra = 1  # type: ignore[attr-defined]
+            policy_class().extra = 1  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
 
     @pytest.mark.parametrize("policy_class", BUILT_IN)
     def test_repr(self, policy_class: type[PropagationPolicy]) -> None:

@@ -150,7 +150,7 @@ class TestContextRegistry:
         with pytest.raises(TypeError, match="event loop"):
             registry.is_attached(ctx, not_a_loop)
         with pytest.raises(TypeError, match="event loop"):
-            registry.attach(ctx, None)  # type: ignore[arg-type]
+            registry.attach(ctx, None)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     def test_non_context_raises_type_error(self, loop: asyncio.AbstractEventLoop) -> None:
         """attach() and detach() raise TypeError for something that is not a Context."""

@@ -58,6 +58,18 @@ def unattached() -> Context[str, Any]:
     return Context(registry=ContextRegistry())
 
 
+#: Calls of ``bound()`` with arguments that fit none of its forms, by test id.
+WRONG_BOUND_CALLS: dict[str, Callable[[Context[str, Any]], object]] = {
+    "str-and-value": lambda ctx: ctx.bound("a", 1),  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    "key-alone": lambda ctx: ctx.bound(Key[int]("a")),  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    "key-and-two-values": lambda ctx: ctx.bound(Key[int]("a"), 1, 2),  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportUnknownLambdaType]
+    "key-and-keywords": lambda ctx: ctx.bound(Key[int]("a"), 1, b=2),  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportUnknownLambdaType]
+    "non-mapping": lambda ctx: ctx.bound(1),  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    "pairs": lambda ctx: ctx.bound([("a", 1)]),  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    "two-mappings": lambda ctx: ctx.bound({"a": 1}, {"b": 2}),  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+}
+
+
 class TestBound:
     @pytest.mark.asyncio
     async def test_with_sets_keywords_and_removes_them_after(self) -> None:
@@ -195,7 +207,7 @@ class TestBound:
     async def test_nested(self) -> None:
         """Nested binds of the same key unwind one level at a time."""
         ctx = attached()
-        seen = []
+        seen: list[dict[str, Any]] = []
         with ctx.bound(a="outer"):
             seen.append(dict(ctx))
             with ctx.bound(a="inner", b="inner"):
@@ -234,18 +246,11 @@ class TestBound:
         assert {} == dict(ctx)
 
     @pytest.mark.parametrize(
-        "call",
-        [
-            pytest.param(lambda ctx: ctx.bound("a", 1), id="str-and-value"),
-            pytest.param(lambda ctx: ctx.bound(Key[int]("a")), id="key-alone"),
-            pytest.param(lambda ctx: ctx.bound(Key[int]("a"), 1, 2), id="key-and-two-values"),
-            pytest.param(lambda ctx: ctx.bound(Key[int]("a"), 1, b=2), id="key-and-keywords"),
-            pytest.param(lambda ctx: ctx.bound(1), id="non-mapping"),
-            pytest.param(lambda ctx: ctx.bound([("a", 1)]), id="pairs"),
-            pytest.param(lambda ctx: ctx.bound({"a": 1}, {"b": 2}), id="two-mappings"),
-        ],
+        "call", [pytest.param(call, id=name) for name, call in WRONG_BOUND_CALLS.items()]
     )
-    def test_wrong_arguments_raise_type_error(self, call: Callable[[Any], object]) -> None:
+    def test_wrong_arguments_raise_type_error(
+        self, call: Callable[[Context[str, Any]], object]
+    ) -> None:
         """Arguments that are not ``(KEY, value)``, one mapping or keywords raise TypeError
         naming the three forms, when ``bound()`` is called (no data needed)."""
         with pytest.raises(TypeError, match=r"ctx\.bound\(KEY, value\)"):
@@ -607,7 +612,7 @@ class TestRestore:
     def test_non_mapping_raises_type_error(self, snapshot: object) -> None:
         """``restore()`` of anything but a mapping raises TypeError when called."""
         with pytest.raises(TypeError, match="restore\\(\\) takes a mapping"):
-            unattached().restore(snapshot)  # type: ignore[arg-type]
+            unattached().restore(snapshot)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
     @pytest.mark.asyncio
     async def test_tasks_spawned_in_the_block_inherit_the_restored_data(self) -> None:

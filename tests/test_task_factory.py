@@ -7,9 +7,9 @@ import contextvars
 import os
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Generator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pytest
 
@@ -65,8 +65,8 @@ class MarkedRoot(PropagationPolicy):
     def inherit(self, parent: MutableMapping[_K, _V], /) -> MutableMapping[_K, _V]:
         return dict(parent)
 
-    def root(self) -> MutableMapping[_K, _V]:
-        return cast("dict[_K, _V]", {"from": "root"})
+    def root(self) -> MutableMapping[Any, Any]:
+        return {"from": "root"}
 
 
 class MyTask(asyncio.Task[Any]):
@@ -103,7 +103,7 @@ def identities(snapshot: Mapping[contextvars.ContextVar[Any], Any]) -> dict[obje
 
 
 @contextmanager
-def restoring_factory(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+def restoring_factory(loop: asyncio.AbstractEventLoop) -> Generator[None]:
     """Put the loop's task factory back to ``None`` afterwards, for the test's teardown."""
     try:
         yield
