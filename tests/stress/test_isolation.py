@@ -56,7 +56,7 @@ THREADS: Final = 8
 #: Task trees per test, over all threads (each tree makes 8 tasks, 2 callbacks, 2 threads).
 TREES: Final = size(ci=2_000, full=100_000)
 #: Writes by each of the threads that share one task's data.
-WRITES: Final = size(ci=15_000, full=50_000)
+WRITES: Final = size(ci=10_000, full=50_000)
 #: Threads writing one task's data at once, and how many times they do it at most.
 WRITERS: Final = ("a", "b", "c", "d")
 ROUNDS: Final = size(ci=3, full=20)
