@@ -61,7 +61,7 @@ def main(paths: list[str]) -> None:
             met = ratio.get("met")
             mark = (" ✓" if met else " ✗") if target and met is not None else ""
             cells.append(f"{ratio['median']:.2f}×{mark}")
-        label = f"{row[1]} / {row[2]}"
+        label = f"{row[0]}: {row[1]} / {row[2]}"
         print(f"| {label} | {target or '—'} | " + " | ".join(cells) + " |")
 
 

@@ -107,6 +107,11 @@ OTHER_MAPPINGS: list[Mapping[str, int]] = [
 
 
 class TestConstruction:
+    def test_abstract_policy_class_gets_a_fix_that_works(self) -> None:
+        """Passing the abstract PropagationPolicy class says to subclass it, not to call it."""
+        with pytest.raises(TypeError, match="subclass it"):
+            Context(PropagationPolicy)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
     def test_default_policy_is_copy(self) -> None:
         """Without a policy argument a context propagates with Copy()."""
         assert Copy() == Context(registry=ContextRegistry()).policy

@@ -62,9 +62,13 @@ def _check_policy(_instance: object, _attribute: object, policy: object) -> None
         return
     if PropagationPolicy in getattr(policy, "__mro__", ()):  # the class, not an instance
         name = getattr(policy, "__name__", "Policy")
+        fix = (
+            "subclass it and pass an instance of your subclass"
+            if policy is PropagationPolicy
+            else f"write policy={name}()"
+        )
         raise TypeError(
-            f"policy must be a PropagationPolicy instance, got the class {name}: "
-            f"write policy={name}()"
+            f"policy must be a PropagationPolicy instance, got the class {name}: {fix}"
         )
     raise TypeError(
         f"policy must be a PropagationPolicy instance such as Copy() or Share(), "
