@@ -11,7 +11,6 @@ import asyncio
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from typing_extensions import TypeIs
 
 import attrs
 
@@ -26,10 +25,7 @@ __all__ = ["ContextRegistry", "default_registry"]
 
 def check_context(context: object) -> Context[Any, Any]:
     """Return ``context`` if it is a :class:`~aiocontext.Context`, else raise ``TypeError``."""
-    from ._context import Context
-
-    def is_context(value: object) -> TypeIs[Context[Any, Any]]:
-        return isinstance(value, Context)
+    from ._context import is_context  # not at import time: _context imports this module
 
     if not is_context(context):
         raise TypeError(
