@@ -341,8 +341,9 @@ class TestSetup:
 
     @pytest.mark.asyncio
     async def test_requests_inherit_the_serving_tasks_data(self) -> None:
-        """Data the serving task set after startup is in every request's data; what a
-        request writes never reaches it."""
+        """Data the serving task set before the server started is in every request's data
+        (under Copy(), as it was when the server's tasks were made: later writes are not);
+        what a request writes never reaches it."""
         ctx = new_context()
         app = web.Application()
 
@@ -352,12 +353,14 @@ class TestSetup:
 
         app.router.add_get("/", handler)
         setup(app, ctx)
+        ctx.attach()
+        ctx["service"] = "svc"
         async with serving(app) as url, client() as session:
-            ctx["service"] = "svc"
+            ctx["late"] = "after start"
             status, _, data = await get(session, url, {HEADER: "r-1"})
         assert 200 == status
         assert {"service": "svc", "request_id": "r-1", "written": True} == data
-        assert {"service": "svc"} == dict(ctx)
+        assert {"service": "svc", "late": "after start"} == dict(ctx)
 
     @pytest.mark.asyncio
     async def test_attaches_before_other_startup_handlers(self) -> None:

@@ -52,6 +52,10 @@ class Generations(PropagationPolicy):
         return {"generation": 0}
 
 
+async def nothing() -> None:
+    """A coroutine that does nothing."""
+
+
 def run(main: Coroutine[Any, Any, T], *contexts: Context[Any, Any], base: LoopFactory) -> T:
     """Run ``main`` as the main task of a new loop that has ``contexts`` attached."""
     with asyncio.Runner(loop_factory=loop_factory(*contexts, base=base)) as runner:
@@ -442,14 +446,16 @@ class TestMapping:
 class TestData:
     @pytest.mark.asyncio
     async def test_data_is_the_live_mapping(self) -> None:
-        """``data()`` returns the mapping itself: writes either way are seen the other way,
-        and every call returns the same object."""
+        """``data()`` returns the live mapping: writes either way are seen the other way, and
+        every call shows the same data."""
         ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
         data = ctx.data()
         data["a"] = 1
         ctx["b"] = 2
         assert (1, {"a": 1, "b": 2}) == (ctx["a"], data)
-        assert data is ctx.data()
+        assert ctx.data() == data
+        ctx.data()["c"] = 3
+        assert {"a": 1, "b": 2, "c": 3} == data
 
     @pytest.mark.asyncio
     async def test_data_of_current_task(self) -> None:
@@ -458,7 +464,8 @@ class TestData:
         ctx["a"] = 1
         task = asyncio.current_task()
         assert task is not None
-        assert ctx.data() is ctx.data(task)
+        ctx.data(task)["b"] = 2
+        assert {"a": 1, "b": 2} == ctx.data() == ctx.data(task)
 
     @pytest.mark.asyncio
     async def test_data_of_current_task_from_a_child(self) -> None:
@@ -650,8 +657,9 @@ class TestWhereDataComesFrom:
 
     def test_main_task_data_in_place_before_first_step(self, new_loop: LoopFactory) -> None:
         """The main task of a ``loop_factory`` loop has its data before its first step, so a
-        ``to_thread`` worker it starts before touching the context shares that data."""
-        ctx: Context[str, str] = Context(registry=ContextRegistry())
+        ``to_thread`` worker it starts before touching the context has data (no loop runs in
+        its thread), and under Share() shares it."""
+        ctx: Context[str, str] = Context(Share(), registry=ContextRegistry())
 
         def worker() -> None:
             ctx["from"] = "thread"
@@ -974,118 +982,82 @@ class TestWhereDataComesFrom:
         go.set()
         assert [{"name": "first"}, {"name": "second"}] == list(await asyncio.gather(first, second))
 
-    # -- rule 5: callbacks and to_thread workers run in the task's contextvars context -------
+    # -- rule 5: callbacks and to_thread workers run in copies of the task's context -------
+    # They see the task's data; under Copy() their writes stay theirs (contextvars
+    # semantics), under Share() they reach the task.
 
+    @pytest.mark.parametrize(("policy", "reaches_task"), [(Copy(), False), (Share(), True)], ids=repr)
     @pytest.mark.asyncio
-    async def test_call_soon_callback_sees_task_data(self) -> None:
-        """A ``loop.call_soon`` callback scheduled by a task reads and writes that task's
-        data."""
-        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+    async def test_call_soon_callback_sees_task_data(
+        self, policy: PropagationPolicy, reaches_task: bool
+    ) -> None:
+        """A ``loop.call_soon`` callback scheduled by a task reads that task's data; its
+        write reaches the task only under Share()."""
+        ctx: Context[str, str] = Context(policy, registry=ContextRegistry()).attach()
         ctx["task"] = "t"
         loop = asyncio.get_running_loop()
         seen = loop.create_future()
 
         def callback() -> None:
             ctx["callback"] = "c"
-            seen.set_result(ctx["task"])
+            seen.set_result(dict(ctx))
 
         loop.call_soon(callback)
-        assert "t" == await seen
-        assert {"task": "t", "callback": "c"} == dict(ctx)
+        assert {"task": "t", "callback": "c"} == await seen
+        expected = {"task": "t", "callback": "c"} if reaches_task else {"task": "t"}
+        assert expected == dict(ctx)
 
+    @pytest.mark.parametrize(("policy", "reaches_task"), [(Copy(), False), (Share(), True)], ids=repr)
     @pytest.mark.asyncio
-    async def test_call_soon_callback_of_child_sees_child_data(self) -> None:
-        """A callback scheduled by a child task sees the child's data, not the parent's."""
-        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
-        ctx["who"] = "parent"
-        loop = asyncio.get_running_loop()
-        seen = loop.create_future()
-
-        async def child() -> None:
-            ctx["who"] = "child"
-            loop.call_soon(lambda: seen.set_result(ctx["who"]))
-
-        await asyncio.create_task(child())
-        assert "child" == await seen
-
-    @pytest.mark.asyncio
-    async def test_to_thread_worker_sees_task_data(self) -> None:
-        """An ``asyncio.to_thread`` worker (no loop in its thread) reads and writes the data
-        of the task that started it."""
-        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+    async def test_to_thread_worker_sees_task_data(
+        self, policy: PropagationPolicy, reaches_task: bool
+    ) -> None:
+        """An ``asyncio.to_thread`` worker (no loop in its thread) reads the data of the task
+        that started it; its write reaches the task only under Share()."""
+        ctx: Context[str, str] = Context(policy, registry=ContextRegistry()).attach()
         ctx["task"] = "t"
 
-        def worker() -> str:
+        def worker() -> dict[str, str]:
             ctx["thread"] = "w"
-            return ctx["task"]
+            return dict(ctx)
 
-        assert "t" == await asyncio.to_thread(worker)
-        assert {"task": "t", "thread": "w"} == dict(ctx)
+        assert {"task": "t", "thread": "w"} == await asyncio.to_thread(worker)
+        expected = {"task": "t", "thread": "w"} if reaches_task else {"task": "t"}
+        assert expected == dict(ctx)
 
     @pytest.mark.asyncio
-    async def test_callback_writes_reach_task_that_spawned_a_child(self) -> None:
-        """A callback's writes reach the task's data also after the task spawned a child
-        (whose Copy() data must not make the callback write elsewhere)."""
+    async def test_callback_sees_the_data_as_it_was_when_scheduled(self) -> None:
+        """Under Copy() a callback runs with the task's data as it was when the callback was
+        scheduled: the task's later writes are not in it (the callback's context is a copy)."""
         ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
         ctx["task"] = "t"
-
-        async def child() -> None:
-            ctx["child"] = "c"
-
-        await asyncio.create_task(child())
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def callback() -> None:
-            ctx["callback"] = "c"
-            done.set_result(None)
-
-        loop.call_soon(callback)
-        await done
-        assert {"task": "t", "callback": "c"} == dict(ctx)
+        seen = loop.create_future()
+        loop.call_soon(lambda: seen.set_result(dict(ctx)))
+        ctx["late"] = "written after call_soon"
+        assert {"task": "t"} == await seen
 
     @pytest.mark.asyncio
-    async def test_callback_sees_task_writes_made_after_scheduling(self) -> None:
-        """A callback reads the task's data as it is when the callback runs, including
+    async def test_share_callback_sees_task_writes_made_after_scheduling(self) -> None:
+        """Under Share() a callback reads the one mapping as it is when it runs, including
         writes the task made after scheduling it and after spawning a child."""
-        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx: Context[str, str] = Context(Share(), registry=ContextRegistry()).attach()
         ctx["task"] = "t"
-
-        async def child() -> None:
-            pass
-
-        await asyncio.create_task(child())
+        await asyncio.create_task(nothing())
         loop = asyncio.get_running_loop()
         seen = loop.create_future()
         loop.call_soon(lambda: seen.set_result(ctx.get("late")))
         ctx["late"] = "written after call_soon"
         assert "written after call_soon" == await seen
 
-    @pytest.mark.asyncio
-    async def test_to_thread_writes_reach_task_that_spawned_a_child(self) -> None:
-        """A ``to_thread`` worker's writes reach the task's data also after the task spawned
-        a child."""
-        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
-        ctx["task"] = "t"
-
-        async def child() -> None:
-            ctx["child"] = "c"
-
-        await asyncio.create_task(child())
-
-        def worker() -> None:
-            ctx["thread"] = "w"
-
-        await asyncio.to_thread(worker)
-        assert {"task": "t", "thread": "w"} == dict(ctx)
-
 
 class TestAttach:
     @pytest.mark.asyncio
     async def test_attach_gives_the_caller_data_its_callbacks_share(self) -> None:
-        """attach() from inside the loop gives the calling task its data at once, so a
-        callback it schedules before touching the context writes to the task's data."""
-        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        """attach() from inside the loop gives the calling task its data at once, so under
+        Share() a callback it schedules before touching the context writes to the task's
+        data."""
+        ctx: Context[str, str] = Context(Share(), registry=ContextRegistry()).attach()
         done = asyncio.Event()
 
         def callback() -> None:
@@ -1693,12 +1665,12 @@ class TestCopyOnWrite:
 
     @pytest.mark.asyncio
     async def test_data_view_is_live_stable_and_isolated(self) -> None:
-        """data() is one live view per task: writes through it after a spawn stay the
-        parent's; it compares and prints like the dict it shows."""
+        """data() is a live view of the task's data: writes through it after a spawn stay
+        the parent's; it compares and prints like the dict it shows."""
         ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
         view = ctx.data()
         view["a"] = "parent"
-        assert view is ctx.data()
+        assert {"a": "parent"} == ctx.data()
 
         async def child() -> tuple[str, str]:
             await asyncio.sleep(0)

@@ -122,16 +122,25 @@ class TestRunInExecutor:
     async def test_writes_behave_as_with_to_thread(
         self, threads: concurrent.futures.ThreadPoolExecutor, context: Context[str, Any]
     ) -> None:
-        """The worker's writes are the caller's writes, as in ``asyncio.to_thread``."""
+        """The worker's writes behave as in ``asyncio.to_thread``: under Copy() they stay the
+        worker's, under Share() they are the caller's."""
         context.attach()
         context["id"] = "r-3"
 
-        def write_to(key: str) -> None:
+        def write_to(key: str) -> dict[str, Any]:
             context[key] = "written"
+            return dict(context)
 
-        await asyncio.to_thread(write_to, "by_to_thread")
-        await run_in_executor(threads, write_to, "by_run_in_executor")
-        expected = {"id": "r-3", "by_to_thread": "written", "by_run_in_executor": "written"}
+        assert {"id": "r-3", "by_to_thread": "written"} == await asyncio.to_thread(
+            write_to, "by_to_thread"
+        )
+        assert "written" == (await run_in_executor(threads, write_to, "by_run_in_executor"))[
+            "by_run_in_executor"
+        ]
+        if context.policy == Share():
+            expected = {"id": "r-3", "by_to_thread": "written", "by_run_in_executor": "written"}
+        else:
+            expected = {"id": "r-3"}
         assert expected == dict(context)
 
     @pytest.mark.asyncio

@@ -12,13 +12,11 @@ Example:
     'r-1'
 """
 
-from ._context import Context
+from ._context import Context, ContextRegistry, TaskFactoryWrapper
 from ._errors import AioContextError, EventLoopError, TaskContextError, TaskFactoryError
 from ._key import Key
 from ._loop_factory import loop_factory
 from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
-from ._registry import ContextRegistry
-from ._task_factory import TaskFactoryWrapper
 
 __all__ = [
     "AioContextError",

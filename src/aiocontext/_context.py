@@ -1,60 +1,72 @@
-"""``Context``: a typed, task-local mapping that follows the work into child tasks.
+"""The core: ``Context``, the ``ContextRegistry`` and the ``TaskFactoryWrapper``.
 
-How it works, in one place:
+The three public classes name each other in their signatures, so they live in one module
+(nothing is handed between modules at import time). The design in one screen:
 
-* Each :class:`Context` owns one :class:`contextvars.ContextVar` whose value, in a given
-  ``contextvars`` context, is that task's live mapping. Reads and writes go straight to it.
-* When a loop with the context attached creates a task, its
-  :class:`~aiocontext.TaskFactoryWrapper` computes the child's mapping with the context's
-  :class:`~aiocontext.PropagationPolicy` and puts it into the task's ``contextvars`` context
-  before the first step runs (see ``_task_factory``).
-* What the variable holds is a *handle*, a 3-item list ``[data, shared, view]``: the task's
-  mapping, whether that mapping is shared copy-on-write with other tasks, and the cached
-  live view ``data()`` returns for such mappings. Under ``Copy()`` a parent and its children
-  hold handles to the same dict until one of them writes; the writer then copies the dict
-  into its own handle. The handle keeps its identity, so everything running in the task's
-  ``contextvars`` context (callbacks, ``to_thread`` workers) keeps seeing the task's writes,
-  and every task observes exactly a shallow copy; spawning costs the same for 3 keys or
-  1,000. Handles are lists because a list is the cheapest object to make and to index.
-* Where a task has no data the variable holds the context's *unbound* marker: it is the
-  variable's default, and after ``detach`` the wrapper gives new tasks the marker instead of
-  their creator's handle. The marker resolves itself on access: to a handle of
-  ``policy.root()``, stored for the task, on a loop where the context is attached; anywhere
-  else to an error, so a misconfiguration is never silent. Reads therefore need no check:
-  ``ctx[key]`` is ``var.get()[0][key]``.
+* Each :class:`Context` owns one :class:`contextvars.ContextVar`. Its value in a
+  ``contextvars`` context is that code's data, held so that isolation comes from
+  ``contextvars`` itself (see ``_data``): under ``Copy()`` and ``DeepCopy()`` a ``dict``
+  that is replaced, never changed, by each write; under ``Share()`` the tree's one mapping;
+  under ``ChainMap()`` layers whose top one only its owning task writes in place.
+* So reads are ``var.get()[key]`` and a ``Copy()`` write is
+  ``var.set({**data, key: value})``. Every task, callback and ``to_thread`` worker runs in a
+  copy of its creator's ``contextvars`` context and therefore starts with exactly its
+  creator's data, whether or not the task factory ran (aiohttp creates its tasks with
+  ``asyncio.Task(...)`` directly).
+* The :class:`TaskFactoryWrapper` on an attached loop adds only what a spawn needs beyond
+  that: a deep copy under ``DeepCopy()``, ``policy.inherit`` for custom policies, root data
+  for a creator that has none (so ``Share()`` holds from the first spawn), and no data for
+  contexts detached from the loop. With only ``Copy()`` contexts it does nothing at all.
+* Code with no data holds the context's :class:`~aiocontext._data.Unbound` marker, which
+  resolves to root data on an attached loop and to an error anywhere else.
+* The :class:`ContextRegistry` records which contexts are attached to which loops and keeps
+  each loop's wrapper in step.
 """
 
 # pyright: reportPrivateUsage=false
-# (The module-level helpers and classes below are Context's own parts.)
+# (Context, its registry and its task factory are one design: they read each other's parts.)
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextvars
 import sys
-import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+import weakref
+from collections.abc import Coroutine, Generator, Iterator, Mapping, MutableMapping
 from types import TracebackType
-from typing import Any, Generic, overload
+from typing import Any, Final, Generic, overload
 
 import attrs
 from typing_extensions import Self, TypeIs, TypeVar
 
+from ._data import (
+    CHAIN,
+    COPY,
+    OTHER,
+    PENDING,
+    SHARE,
+    Owned,
+    Unbound,
+    current_task,
+    in_own_context,
+    mode_of,
+)
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
 from ._key import MISSING, Key
-from ._policy import Copy, PropagationPolicy
-from . import _registry as _registry_module
-from . import _task_factory as _task_factory_module
-from ._registry import ContextRegistry, default_registry
-from ._task_factory import TaskFactoryWrapper, check_loop
+from ._loops import ATTACH_LOCK, TaskFactory, check_loop, trim_source_traceback
+from ._policy import Copy, DeepCopy, Layers, PropagationPolicy, layers_over
 
-__all__ = ["Context"]
+__all__ = ["Context", "ContextRegistry", "TaskFactoryWrapper", "check_context", "is_context"]
 
 K = TypeVar("K", default=str)
 V = TypeVar("V", default=Any)
 _T = TypeVar("_T")
 _D = TypeVar("_D")
+
+_get_running_loop = asyncio._get_running_loop
+
+
+# -- argument checks ------------------------------------------------------------------------
 
 
 def _check_policy(_instance: object, _attribute: object, policy: object) -> None:
@@ -86,6 +98,15 @@ def is_context(value: object) -> TypeIs[Context[Any, Any]]:
     return isinstance(value, Context)
 
 
+def check_context(context: object) -> Context[Any, Any]:
+    """Return ``context`` if it is a :class:`~aiocontext.Context`, else raise ``TypeError``."""
+    if not is_context(context):
+        raise TypeError(
+            f"expected an aiocontext.Context, got {type(context).__name__} {context!r}"
+        )
+    return context
+
+
 def _is_task(value: object) -> TypeIs[asyncio.Task[Any]]:
     return isinstance(value, asyncio.Task)
 
@@ -104,6 +125,18 @@ def _check_task(task: object) -> asyncio.Task[Any]:
     return task
 
 
+def _check_registry(_instance: object, _attribute: object, registry: Any) -> None:
+    if not isinstance(registry, ContextRegistry):
+        raise TypeError(
+            f"registry must be a ContextRegistry or None (the default registry), "
+            f"got {type(registry).__name__} {registry!r}"
+        )
+
+
+def _registry_or_default(registry: ContextRegistry | None) -> ContextRegistry:
+    return _DEFAULT_REGISTRY if registry is None else registry
+
+
 if sys.version_info >= (3, 12):
 
     def _task_context(task: asyncio.Task[Any]) -> contextvars.Context:
@@ -118,21 +151,137 @@ else:
         )
 
 
-def _new_var(context: Context[Any, Any]) -> contextvars.ContextVar[Handle]:
-    name = f"aiocontext.Context({context.name!r})"
-    return contextvars.ContextVar(name, default=context._unbound)
+def _new_unbound(context: Context[Any, Any]) -> Unbound:
+    return Unbound(repr(context), context._missing)
 
 
-def _registry_or_default(registry: ContextRegistry | None) -> ContextRegistry:
-    return default_registry() if registry is None else registry
+def _new_var(context: Context[Any, Any]) -> contextvars.ContextVar[Any]:
+    return contextvars.ContextVar(f"aiocontext.Context({context.name!r})", default=context._unbound)
 
 
-def _check_registry(_instance: object, _attribute: object, registry: Any) -> None:
-    if not isinstance(registry, ContextRegistry):
-        raise TypeError(
-            f"registry must be a ContextRegistry or None (the default registry), "
-            f"got {type(registry).__name__} {registry!r}"
-        )
+# -- ContextRegistry --------------------------------------------------------------------------
+
+_LoopContexts = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, "tuple[Context[Any, Any], ...]"]
+
+
+@attrs.define(eq=False, repr=False)
+class ContextRegistry:
+    """Records which contexts are attached to which event loops.
+
+    Every :class:`~aiocontext.Context` belongs to one registry (the process-wide default one
+    unless given another), and ``ctx.attach(loop)`` is ``registry.attach(ctx, loop)``. Use a
+    registry of your own to keep a library's contexts apart from the application's.
+
+    Example:
+        >>> import asyncio
+        >>> from aiocontext import Context
+        >>> registry = ContextRegistry()
+        >>> ctx = Context(name="request", registry=registry)
+        >>> loop = asyncio.new_event_loop()
+        >>> registry.attach(ctx, loop)
+        >>> registry.contexts(loop) == (ctx,), registry.is_attached(ctx, loop)
+        (True, True)
+        >>> registry.detach(ctx, loop)
+        >>> registry.contexts(loop)
+        ()
+        >>> loop.close()
+    """
+
+    _loops: _LoopContexts = attrs.field(factory=lambda: _LoopContexts(), init=False)
+
+    def __repr__(self) -> str:
+        return f"<ContextRegistry of {len(self._loops)} loop(s) at {id(self):#x}>"
+
+    def attach(self, context: Context[Any, Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Attach ``context`` to ``loop`` and install the task-factory wrapper; idempotent.
+
+        Raises:
+            TypeError: ``context`` is not a Context or ``loop`` is not an event loop.
+            EventLoopError: ``loop`` is closed.
+        """
+        check_context(context)
+        if check_loop(loop).is_closed():
+            raise EventLoopError(
+                f"cannot attach {context!r} to a closed loop: attach it to the loop that "
+                "will run your tasks, before they are created"
+            )
+        with ATTACH_LOCK:
+            wrapper = TaskFactoryWrapper.install(loop, self)
+            contexts = self._loops.get(loop, ())
+            if not any(attached is context for attached in contexts):
+                self._loops[loop] = (*contexts, context)
+                wrapper.refresh(loop)
+
+    def detach(self, context: Context[Any, Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Detach ``context`` from ``loop``; a no-op if it is not attached.
+
+        Tasks the loop creates afterwards start with no data for ``context``; tasks that
+        already exist keep theirs.
+
+        Raises:
+            TypeError: ``context`` is not a Context or ``loop`` is not an event loop.
+        """
+        check_context(context)
+        check_loop(loop)
+        with ATTACH_LOCK:
+            contexts = self._loops.get(loop, ())
+            if not any(attached is context for attached in contexts):
+                return
+            remaining = tuple(attached for attached in contexts if attached is not context)
+            if remaining:
+                self._loops[loop] = remaining
+            else:
+                del self._loops[loop]
+            wrapper = TaskFactoryWrapper.of(loop)
+            if wrapper is not None:
+                wrapper.refresh(loop)
+
+    def contexts(self, loop: asyncio.AbstractEventLoop) -> tuple[Context[Any, Any], ...]:
+        """Return the contexts attached to ``loop``, in attach order.
+
+        Raises:
+            TypeError: ``loop`` is not an event loop.
+        """
+        return self._loops.get(check_loop(loop), ())
+
+    def is_attached(self, context: Context[Any, Any], loop: asyncio.AbstractEventLoop) -> bool:
+        """Return whether ``context`` is attached to ``loop``.
+
+        Raises:
+            TypeError: ``context`` is not a Context or ``loop`` is not an event loop.
+        """
+        check_context(context)
+        return any(attached is context for attached in self.contexts(loop))
+
+    def loops(self, context: Context[Any, Any]) -> tuple[asyncio.AbstractEventLoop, ...]:
+        """Return the live loops ``context`` is attached to.
+
+        Raises:
+            TypeError: ``context`` is not a Context.
+        """
+        check_context(context)
+        with ATTACH_LOCK:
+            return tuple(
+                loop
+                for loop, contexts in self._loops.items()
+                if any(attached is context for attached in contexts)
+            )
+
+    def forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Detach every context from ``loop`` without touching its task factory (internal)."""
+        with ATTACH_LOCK:
+            self._loops.pop(loop, None)
+
+
+_DEFAULT_REGISTRY: Final = ContextRegistry()
+
+
+def default_registry() -> ContextRegistry:
+    """Return the process-wide registry that contexts use unless given another."""
+    return _DEFAULT_REGISTRY
+
+
+# -- Context ----------------------------------------------------------------------------------
 
 
 @attrs.define(eq=False, repr=False)
@@ -181,14 +330,153 @@ class Context(MutableMapping[K, V]):
         validator=_check_registry,
         alias="registry",
     )
-    _unbound: _Unbound = attrs.field(
-        init=False, default=attrs.Factory(lambda self: _Unbound(self), takes_self=True)
+    _mode: str = attrs.field(
+        init=False, default=attrs.Factory(lambda self: mode_of(self._policy), takes_self=True)
     )
-    _var: contextvars.ContextVar[Handle] = attrs.field(
-        init=False, default=attrs.Factory(lambda self: _new_var(self), takes_self=True)
+    _unbound: Unbound = attrs.field(
+        init=False, default=attrs.Factory(_new_unbound, takes_self=True)
+    )
+    _var: contextvars.ContextVar[Any] = attrs.field(
+        init=False, default=attrs.Factory(_new_var, takes_self=True)
     )
 
     __hash__ = object.__hash__  # pyright: ignore[reportAssignmentType] - Mapping sets None
+
+    # -- the data path -----------------------------------------------------------------------
+    # Reads go straight to the variable's value; the Unbound marker resolves itself where
+    # there is none. Copy()/DeepCopy() writes store a new dict; the others write in place
+    # into what ``_writable`` returns.
+
+    @overload
+    def __getitem__(self, key: Key[_T], /) -> _T: ...
+    @overload
+    def __getitem__(self, key: K, /) -> V: ...
+    def __getitem__(self, key: Any, /) -> Any:
+        try:
+            return self._var.get()[key]
+        except KeyError:
+            if _is_key(key):
+                return key.default_for(self.data())
+            raise
+
+    @overload
+    def __setitem__(self, key: Key[_T], value: _T, /) -> None: ...
+    @overload
+    def __setitem__(self, key: K, value: V, /) -> None: ...
+    def __setitem__(self, key: Any, value: Any, /) -> None:
+        if self._mode is COPY:
+            data = self._var.get()
+            if data is self._unbound:
+                data = self._missing()
+            self._var.set({**data, key: value})
+        else:
+            self._writable()[key] = value
+
+    def __delitem__(self, key: K | Key[Any], /) -> None:
+        data = self._draft()
+        del data[key]
+        self._commit(data)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._var.get())
+
+    def __len__(self) -> int:
+        return len(self._var.get())
+
+    def __contains__(self, key: object, /) -> bool:
+        return key in self._var.get()
+
+    def _resolved(self) -> MutableMapping[Any, Any]:
+        """The variable's value for the running code, root data first if it has none."""
+        data = self._var.get()
+        return self._missing() if data is self._unbound else data
+
+    def _writable(self) -> MutableMapping[Any, Any]:
+        """What the running code writes in place (not under Copy(), whose data is replaced)."""
+        data = self._resolved()
+        if self._mode is SHARE:
+            return data
+        if self._mode is CHAIN:
+            return self._own_layers(data)  # type: ignore[arg-type]
+        return data.mine()  # type: ignore[attr-defined,no-any-return]
+
+    def _draft(self) -> MutableMapping[Any, Any]:
+        """Where a write goes: under Copy() a new dict that ``_commit`` then stores."""
+        if self._mode is COPY:
+            return dict(self._resolved())
+        return self._writable()
+
+    def _commit(self, data: MutableMapping[Any, Any]) -> None:
+        if self._mode is COPY:
+            self._var.set(data)
+
+    def _own_layers(self, layers: Layers[Any, Any]) -> Layers[Any, Any]:
+        """Under ChainMap(): layers whose top one the running code may write in place.
+
+        Only the owning task writes its layer in place (so that what it spawned sees its
+        later writes). Any other task pushes a layer of its own first; code outside tasks,
+        or in a copy of a task's context, never writes a layer another copy can see.
+        """
+        task = current_task()
+        owner = layers.owner
+        if task is not None:
+            if owner is PENDING and layers.coro is task.get_coro():
+                layers.owner, layers.coro = task, None  # the factory's task, eagerly started
+                return layers
+            if not in_own_context(task):
+                task = None
+            elif owner is task:
+                return layers
+        if owner is None:  # code outside tasks made these: copy its layer, never share it
+            mine = layers_over([dict(layers.maps[0]), *layers.maps[1:]])
+        else:
+            mine = layers_over([{}, *layers.maps])
+        mine.owner = task
+        self._var.set(mine)
+        return mine
+
+    def _missing(self) -> MutableMapping[Any, Any]:
+        """Give the running code root data, or raise the error that says why not."""
+        loop = _get_running_loop()
+        if loop is None:
+            raise EventLoopError(
+                f"{self!r} has no data here: no event loop is running in this thread. Use it "
+                "from a task on a loop it is attached to, e.g. "
+                "asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
+            )
+        self._check_served(loop)
+        data = self._root_value(current_task())
+        self._var.set(data)
+        return data
+
+    def _check_served(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Raise unless the context is attached to ``loop`` and its wrapper serves it."""
+        wrapper = TaskFactoryWrapper.of(loop)
+        if wrapper is not None and wrapper.propagates(self):
+            return
+        if self._registry.is_attached(self, loop):
+            raise TaskFactoryError(
+                f"{self!r} is attached to {loop!r} but the loop's task factory was replaced "
+                "since, so tasks no longer get their data: set custom task factories before "
+                "attaching, or call ctx.attach(loop) again to wrap the new one"
+            )
+        raise TaskContextError(
+            f"{self!r} is not attached to the running loop {loop!r}, so this task has no "
+            "data: attach it before creating tasks, e.g. ctx.attach() at the start of main() "
+            "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
+        )
+
+    def _root_value(self, owner: object, coro: object = None) -> MutableMapping[Any, Any]:
+        """What the variable holds for new root data owned by ``owner``."""
+        root = self._policy.root()
+        if self._mode is CHAIN:
+            layers: Layers[Any, Any] = root  # type: ignore[assignment]
+            layers.owner, layers.coro = owner, coro
+        elif self._mode is OTHER:
+            return Owned(root, owner, self._var, self._policy, coro)
+        return root
+
+    # -- identity, properties ----------------------------------------------------------------
 
     def __repr__(self) -> str:
         return f"Context(policy={self._policy!r}, name={self._name!r})"
@@ -198,7 +486,7 @@ class Context(MutableMapping[K, V]):
         if isinstance(other, Context):
             return self is other
         if _is_mapping(other):
-            return dict(self._var.get()[0]) == dict(other)
+            return dict(self._resolved()) == dict(other)
         return NotImplemented
 
     @property
@@ -217,7 +505,7 @@ class Context(MutableMapping[K, V]):
         return self._registry
 
     @property
-    def unbound(self) -> Handle:
+    def unbound(self) -> MutableMapping[Any, Any]:
         """The marker a task holds where it has no data (internal, for the task factory)."""
         return self._unbound
 
@@ -239,11 +527,10 @@ class Context(MutableMapping[K, V]):
         """
         loop = self._loop_or_running(loop, "attach")
         caller_root = None
-        if loop is asyncio._get_running_loop() and self._var.get() is self._unbound:
-            # The calling code gets its data now, so that callbacks and threads it starts
-            # before touching the context share it rather than each getting their own.
-            # (Made first: if root() raises, nothing has changed.)
-            caller_root = [self._policy.root(), False, None]
+        if loop is _get_running_loop() and self._var.get() is self._unbound:
+            # The calling code gets its data now, so that what it starts before touching
+            # the context shares it. (Made first: if root() raises, nothing has changed.)
+            caller_root = self._root_value(current_task())
         self._registry.attach(self, loop)
         if caller_root is not None:
             self._var.set(caller_root)
@@ -261,7 +548,7 @@ class Context(MutableMapping[K, V]):
                 attached to some loop (name it: ``ctx.detach(loop)``).
             TypeError: ``loop`` is not an event loop.
         """
-        if loop is None and asyncio._get_running_loop() is None and not self._registry.loops(self):
+        if loop is None and _get_running_loop() is None and not self._registry.loops(self):
             return
         self._registry.detach(self, self._loop_or_running(loop, "detach"))
 
@@ -274,7 +561,7 @@ class Context(MutableMapping[K, V]):
             TypeError: ``loop`` is not an event loop.
         """
         if loop is None:
-            loop = asyncio._get_running_loop()
+            loop = _get_running_loop()
             if loop is None:
                 return False
         return self._registry.is_attached(self, check_loop(loop))
@@ -284,7 +571,7 @@ class Context(MutableMapping[K, V]):
     ) -> asyncio.AbstractEventLoop:
         if loop is not None:
             return check_loop(loop)
-        running = asyncio._get_running_loop()
+        running = _get_running_loop()
         if running is None:
             raise EventLoopError(
                 f"{self!r}.{verb}() needs a loop: no event loop is running in this thread, "
@@ -292,14 +579,14 @@ class Context(MutableMapping[K, V]):
             )
         return running
 
-    # -- the current task's data -----------------------------------------------------------
+    # -- the live mapping ------------------------------------------------------------------
 
     def data(self, task: asyncio.Task[Any] | None = None) -> MutableMapping[K, V]:
         """Return the live mapping of the current task, or of ``task``.
 
         Writes to the returned mapping are writes to the context, for that task. Under
-        ``Copy()`` it is a view that copies the task's data before the first write if the
-        data is still shared with a parent or child.
+        ``Copy()`` and ``DeepCopy()`` it is a view that stores each change as the task's new
+        data, exactly as ``ctx[key] = value`` does.
 
         Args:
             task: Another task whose data to read. Needs Python 3.12+ unless it is the
@@ -311,69 +598,129 @@ class Context(MutableMapping[K, V]):
             NotImplementedError: ``task`` is another task and Python is 3.11.
             TypeError: ``task`` is not an asyncio task.
         """
-        if task is None:
-            handle = self._handle()
-        else:
-            loop = _check_task(task).get_loop()
-            if task is asyncio.current_task(loop) and loop is asyncio._get_running_loop():
-                handle = self._handle()
-            else:
-                handle = self._handle_of(task, loop)
-        return self._live(handle)
+        running = current_task()
+        if task is not None and _check_task(task) is not running:
+            return self._data_of(task)
+        if self._mode is COPY:
+            self._resolved()  # raises now if there is no data here
+            return _CopyView(self, running)
+        return self._writable()
 
-    def _live(self, handle: Handle) -> MutableMapping[K, V]:
-        """The mapping to hand out for ``handle``: under Copy() a copy-on-write view."""
-        if not self._copy_on_write:
-            return handle[0]  # type: ignore[no-any-return]
-        if handle[2] is None:
-            handle[2] = _CopyOnWriteView(handle)
-        return handle[2]  # type: ignore[no-any-return]
-
-    @property
-    def _copy_on_write(self) -> bool:
-        return self._policy.__class__ is Copy
-
-    def _handle(self) -> Handle:
-        handle = self._var.get()
-        return self._missing() if handle is self._unbound else handle
-
-    def _handle_of(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Handle:
-        """Another task's handle: read in, and if need be stored into, its contextvars context."""
+    def _value_of(self, task: asyncio.Task[Any]) -> Any:
+        """Another task's value of the variable, root data stored first if it has none."""
         task_context = _task_context(task)
-        handle = task_context.get(self._var)
-        if handle is None or handle is self._unbound:
-            handle = self._root_for(loop)
-            task_context.run(self._var.set, handle)
-        return handle
+        data = task_context.get(self._var, self._unbound)
+        if data is self._unbound:
+            self._check_served(task.get_loop())
+            data = self._root_value(task)
+            task_context.run(self._var.set, data)
+        return data
 
-    def _missing(self) -> Handle:
-        """Give the current code a handle of root data, or raise the error that says why not."""
-        loop = asyncio._get_running_loop()
-        if loop is None:
-            raise EventLoopError(
-                f"{self!r} has no data here: no event loop is running in this thread. Use it "
-                "from a task on a loop it is attached to, e.g. "
-                "asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
-            )
-        handle = self._root_for(loop)
-        self._var.set(handle)
-        return handle
+    def _data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
+        data = self._value_of(task)
+        if self._mode is COPY:
+            return _CopyView(self, task)
+        if self._mode is SHARE or data.owner is task:
+            return data if self._mode is not OTHER else data.data  # type: ignore[no-any-return]
+        if self._mode is CHAIN:
+            mine = layers_over([{}, *data.maps])
+            mine.owner = task
+        else:
+            mine = Owned(self._policy.inherit(data.data), task, self._var, self._policy)
+        _task_context(task).run(self._var.set, mine)
+        return mine if self._mode is CHAIN else mine.data  # type: ignore[union-attr,return-value]
 
-    def _root_for(self, loop: asyncio.AbstractEventLoop) -> Handle:
-        wrapper = TaskFactoryWrapper.of(loop)
-        if wrapper is not None and wrapper.propagates(self):
-            return [self._policy.root(), False, None]
-        if self._registry.is_attached(self, loop):
-            raise TaskFactoryError(
-                f"{self!r} is attached to {loop!r} but the loop's task factory was replaced "
-                "since, so tasks no longer get their data: set custom task factories before "
-                "attaching, or call ctx.attach(loop) again to wrap the new one"
-            )
-        raise TaskContextError(
-            f"{self!r} is not attached to the running loop {loop!r}, so this task has no "
-            "data: attach it before creating tasks, e.g. ctx.attach() at the start of main() "
-            "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
-        )
+    # -- the rest of the MutableMapping API ---------------------------------------------------
+
+    @overload
+    def get(self, key: K, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: _D, /) -> V | _D: ...
+    @overload
+    def get(self, key: Key[_T], /) -> _T | None: ...
+    @overload
+    def get(self, key: Key[_T], default: _T, /) -> _T: ...
+    @overload
+    def get(self, key: Key[_T], default: _D, /) -> _T | _D: ...
+    def get(self, key: Any, default: object = MISSING, /) -> object:
+        """Return the current task's value for ``key``, or a default if it has none.
+
+        The default is ``default`` if given, else the default of a :class:`~aiocontext.Key`
+        that has one, else ``None``.
+
+        Raises:
+            EventLoopError: The current code has no data and no loop is running.
+            TaskContextError: The current code has no data and the context is not attached
+                to the running loop: a default never hides a misconfiguration.
+        """
+        try:
+            return self._var.get()[key]
+        except KeyError:
+            if default is not MISSING:
+                return default
+            if _is_key(key) and key.has_default:
+                return key.default_for(self.data())
+            return None
+
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: V, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: _D, /) -> V | _D: ...
+    @overload
+    def pop(self, key: Key[_T], /) -> _T: ...
+    @overload
+    def pop(self, key: Key[_T], default: _T, /) -> _T: ...
+    @overload
+    def pop(self, key: Key[_T], default: _D, /) -> _T | _D: ...
+    def pop(self, key: K | Key[Any], /, *default: object) -> object:
+        """Remove ``key`` from the current task's data and return its value (or ``default``).
+
+        Under ``ChainMap()`` only the task's own layer is searched, as
+        :meth:`collections.ChainMap.pop` does.
+
+        Raises:
+            KeyError: ``key`` is not there and no default was given.
+        """
+        data = self._draft()
+        value = data.pop(key, *default)
+        self._commit(data)
+        return value
+
+    @overload
+    def setdefault(self: Context[K, _T | None], key: K, default: None = None, /) -> _T | None: ...
+    @overload
+    def setdefault(self, key: K, default: V, /) -> V: ...
+    @overload
+    def setdefault(self, key: Key[_T], default: _T, /) -> _T: ...
+    def setdefault(self, key: Any, default: Any = None, /) -> Any:
+        """Return the current task's value for ``key``, first setting it to ``default`` if
+        the task has none (a :class:`~aiocontext.Key`'s own default plays no part)."""
+        data = self._draft()
+        value = data.setdefault(key, default)
+        self._commit(data)
+        return value
+
+    def popitem(self) -> tuple[K, V]:
+        """Remove and return an item as the task's mapping chooses (for a dict, the last set;
+        under ``ChainMap()``, one of the task's own layer).
+
+        Raises:
+            KeyError: The task's data (its own layer, under ``ChainMap()``) is empty.
+        """
+        data = self._draft()
+        item = data.popitem()
+        self._commit(data)
+        return item
+
+    def clear(self) -> None:
+        """Remove every key from the current task's data (under ``ChainMap()``, its layer)."""
+        data = self._draft()
+        data.clear()
+        self._commit(data)
 
     # -- scoped values and snapshots ---------------------------------------------------------
 
@@ -417,6 +764,13 @@ class Context(MutableMapping[K, V]):
             )
         return Binding(self, items)
 
+    def _own(self) -> Mapping[Any, Any]:
+        """The keys the running code holds itself (under ChainMap(), its own layer)."""
+        if self._mode is COPY or self._mode is SHARE:
+            return self._resolved()
+        data = self._writable()
+        return data.maps[0] if self._mode is CHAIN else data  # type: ignore[attr-defined,no-any-return]
+
     def snapshot(self) -> dict[K, V]:
         """Return a plain ``dict`` copy of the current task's data.
 
@@ -426,7 +780,7 @@ class Context(MutableMapping[K, V]):
         Raises:
             EventLoopError, TaskContextError: The current code has no data.
         """
-        return dict(self._handle()[0])
+        return dict(self._resolved())
 
     def restore(self, snapshot: Mapping[K, V], /) -> Restoring[K, V]:
         """Make ``snapshot`` the current code's data for the duration of a ``with`` block.
@@ -452,152 +806,6 @@ class Context(MutableMapping[K, V]):
             )
         return Restoring(self, snapshot)
 
-    # -- MutableMapping ----------------------------------------------------------------------
-    # Reads go straight to the data; the unbound marker resolves itself where there is none.
-
-    @overload
-    def __getitem__(self, key: Key[_T], /) -> _T: ...
-    @overload
-    def __getitem__(self, key: K, /) -> V: ...
-    def __getitem__(self, key: Any, /) -> Any:
-        try:
-            return self._var.get()[0][key]
-        except KeyError:
-            if _is_key(key):
-                return key.default_for(_writable(self._handle()))
-            raise
-
-    @overload
-    def __setitem__(self, key: Key[_T], value: _T, /) -> None: ...
-    @overload
-    def __setitem__(self, key: K, value: V, /) -> None: ...
-    def __setitem__(self, key: Any, value: Any, /) -> None:
-        handle = self._var.get()
-        if handle is self._unbound:
-            handle = self._missing()
-        data = _writable(handle) if handle[1] else handle[0]
-        data[key] = value
-        if handle[1] or handle[0] is not data:  # another thread is copying, or copied, it
-            _set_again(handle, key, value)
-
-    def __delitem__(self, key: K | Key[Any], /) -> None:
-        _delete(self._handle(), key)
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._var.get()[0])
-
-    def __len__(self) -> int:
-        return len(self._var.get()[0])
-
-    def __contains__(self, key: object, /) -> bool:
-        return key in self._var.get()[0]
-
-    @overload
-    def get(self, key: K, /) -> V | None: ...
-    @overload
-    def get(self, key: K, default: V, /) -> V: ...
-    @overload
-    def get(self, key: K, default: _D, /) -> V | _D: ...
-    @overload
-    def get(self, key: Key[_T], /) -> _T | None: ...
-    @overload
-    def get(self, key: Key[_T], default: _T, /) -> _T: ...
-    @overload
-    def get(self, key: Key[_T], default: _D, /) -> _T | _D: ...
-    def get(self, key: Any, default: object = MISSING, /) -> object:
-        """Return the current task's value for ``key``, or a default if it has none.
-
-        The default is ``default`` if given, else the default of a :class:`~aiocontext.Key`
-        that has one, else ``None``.
-
-        Raises:
-            EventLoopError: The current code has no data and no loop is running.
-            TaskContextError: The current code has no data and the context is not attached
-                to the running loop: a default never hides a misconfiguration.
-        """
-        try:
-            return self._var.get()[0][key]
-        except KeyError:
-            if default is not MISSING:
-                return default
-            if _is_key(key) and key.has_default:
-                return key.default_for(_writable(self._handle()))
-            return None
-
-    @overload
-    def pop(self, key: K, /) -> V: ...
-    @overload
-    def pop(self, key: K, default: V, /) -> V: ...
-    @overload
-    def pop(self, key: K, default: _D, /) -> V | _D: ...
-    @overload
-    def pop(self, key: Key[_T], /) -> _T: ...
-    @overload
-    def pop(self, key: Key[_T], default: _T, /) -> _T: ...
-    @overload
-    def pop(self, key: Key[_T], default: _D, /) -> _T | _D: ...
-    def pop(self, key: K | Key[Any], /, *default: object) -> object:
-        """Remove ``key`` from the current task's data and return its value (or ``default``).
-
-        Under ``ChainMap()`` only the task's own layer is searched, as
-        :meth:`collections.ChainMap.pop` does.
-
-        Raises:
-            KeyError: ``key`` is not there and no default was given.
-        """
-        handle = self._handle()
-        data = _writable(handle)
-        value = data.pop(key, *default)
-        while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
-            data = _writable(handle)
-            data.pop(key, None)
-        return value
-
-    @overload
-    def setdefault(self: Context[K, _T | None], key: K, default: None = None, /) -> _T | None: ...
-    @overload
-    def setdefault(self, key: K, default: V, /) -> V: ...
-    @overload
-    def setdefault(self, key: Key[_T], default: _T, /) -> _T: ...
-    def setdefault(self, key: Any, default: Any = None, /) -> Any:
-        """Return the current task's value for ``key``, first setting it to ``default`` if
-        the task has none (a :class:`~aiocontext.Key`'s own default plays no part)."""
-        handle = self._handle()
-        data = _writable(handle)
-        value = data.setdefault(key, default)
-        while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
-            data = _writable(handle)
-            data.setdefault(key, value)
-        return value
-
-    def popitem(self) -> tuple[K, V]:
-        """Remove and return an item as the task's mapping chooses (for a dict, the last set;
-        under ``ChainMap()``, one of the task's own layer).
-
-        Raises:
-            KeyError: The task's data (its own layer, under ``ChainMap()``) is empty.
-        """
-        handle = self._handle()
-        data = _writable(handle)
-        key, value = data.popitem()
-        while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
-            data = _writable(handle)
-            data.pop(key, None)
-        return key, value
-
-    def clear(self) -> None:
-        """Remove every key from the current task's data (without copying shared data)."""
-        handle = self._handle()
-        if handle[1]:
-            handle[0] = handle[0].__class__()
-            handle[1] = False
-        else:
-            handle[0].clear()
-
-
-Handle = list[Any]
-"""What a task holds for a context: ``[data, shared, view]`` (see the module docstring)."""
-
 
 class Binding:
     """The context manager :meth:`Context.bound` returns (sync and async)."""
@@ -618,7 +826,7 @@ class Binding:
                 f"{self!r} is already in use: call ctx.bound(...) again for another block"
             )
         context = self._context
-        own = _own_layer(context._handle()[0])
+        own = context._own()
         self._saved = [(key, key in own, own.get(key)) for key, _ in self._items]
         for key, value in self._items:
             context[key] = value
@@ -634,7 +842,7 @@ class Binding:
             if was_there:
                 self._context[key] = value
             else:
-                _own_layer(_writable(self._context._handle())).pop(key, None)
+                self._context.pop(key, None)
 
     async def __aenter__(self) -> None:
         self.__enter__()
@@ -651,19 +859,21 @@ class Binding:
 class Restoring(Generic[K, V]):
     """The context manager :meth:`Context.restore` returns."""
 
-    __slots__ = ("_context", "_handle", "_token")
+    __slots__ = ("_context", "_snapshot", "_token")
 
     def __init__(self, context: Context[K, V], snapshot: Mapping[K, V]) -> None:
         self._context = context
-        self._handle: Handle = [context.policy.root(), False, None]
-        self._handle[0].update(snapshot)
-        self._token: contextvars.Token[Handle] | None = None
+        self._snapshot = dict(snapshot)
+        self._token: contextvars.Token[Any] | None = None
 
     def __enter__(self) -> MutableMapping[K, V]:
         if self._token is not None:
             raise RuntimeError("this restore() block is already in use: call restore() again")
-        self._token = self._context._var.set(self._handle)
-        return self._context._live(self._handle)
+        context = self._context
+        data = context._root_value(current_task())
+        data.update(self._snapshot)
+        self._token = context._var.set(data)
+        return context.data()
 
     def __exit__(
         self,
@@ -676,101 +886,442 @@ class Restoring(Generic[K, V]):
             self._context._var.reset(token)
 
 
-def _own_layer(data: MutableMapping[Any, Any]) -> MutableMapping[Any, Any]:
-    """Where a task's own writes go: its ChainMap layer, or the mapping itself."""
-    return data.maps[0] if isinstance(data, collections.ChainMap) else data
+class _CopyView(MutableMapping[Any, Any]):
+    """The live mapping ``data()`` returns under Copy() and DeepCopy().
 
-
-_PRIVATE_COPY_LOCK = threading.Lock()
-
-
-def _writable(handle: Handle) -> MutableMapping[Any, Any]:
-    """The handle's data, first made private if it is shared copy-on-write.
-
-    Threads running in one task's context (``to_thread`` workers) may write at once: the lock
-    makes sure the shared data is copied once, and the flag is cleared only after the copy is
-    in place. A writer that finds the flag set, or the data replaced, after writing repeats
-    its write into the private copy (see :func:`_set_again`), so no write is ever lost.
+    It belongs to one task (``None``: the code that made it, outside tasks): each change is
+    stored as that task's new data, exactly as ``ctx[key] = value`` does there. Used outside
+    its task it reads and writes that task's ``contextvars`` context (Python 3.12+).
     """
-    if handle[1]:
-        with _PRIVATE_COPY_LOCK:
-            if handle[1]:
-                handle[0] = handle[0].copy()
-                handle[1] = False
-    return handle[0]  # type: ignore[no-any-return]
 
+    __slots__ = ("_context", "_task")
 
-def _set_again(handle: Handle, key: Any, value: Any) -> None:
-    """Repeat a write that landed in data another thread replaced with a private copy."""
-    data = _writable(handle)
-    data[key] = value
-    while handle[1] or handle[0] is not data:
-        data = _writable(handle)
-        data[key] = value
-
-
-def _delete(handle: Handle, key: Any) -> None:
-    data = _writable(handle)
-    del data[key]
-    while handle[1] or handle[0] is not data:  # another thread made the data private meanwhile
-        data = _writable(handle)
-        data.pop(key, None)
-
-
-class _CopyOnWriteView(MutableMapping[Any, Any]):
-    """The live mapping ``data()`` returns under ``Copy()``: reads and writes a task's handle."""
-
-    __slots__ = ("_handle",)
-
-    def __init__(self, handle: Handle) -> None:
-        self._handle = handle
+    def __init__(self, context: Context[Any, Any], task: asyncio.Task[Any] | None) -> None:
+        self._context = context
+        self._task = task
 
     def __repr__(self) -> str:
-        return repr(self._handle[0])
+        return repr(self._current())
+
+    def _elsewhere(self) -> asyncio.Task[Any] | None:
+        """The view's task if the running code is not that task, else ``None``."""
+        task = self._task
+        return None if task is None or task is current_task() else task
+
+    def _current(self) -> dict[Any, Any]:
+        task = self._elsewhere()
+        if task is None:
+            return self._context._resolved()  # type: ignore[return-value]
+        return self._context._value_of(task)  # type: ignore[no-any-return]
+
+    def _store(self, data: dict[Any, Any]) -> None:
+        task = self._elsewhere()
+        if task is None:
+            self._context._var.set(data)
+        else:
+            _task_context(task).run(self._context._var.set, data)
 
     def __getitem__(self, key: Any, /) -> Any:
-        return self._handle[0][key]
+        return self._current()[key]
 
     def __setitem__(self, key: Any, value: Any, /) -> None:
-        data = _writable(self._handle)
-        data[key] = value
-        if self._handle[1] or self._handle[0] is not data:
-            _set_again(self._handle, key, value)
+        self._store({**self._current(), key: value})
 
     def __delitem__(self, key: Any, /) -> None:
-        _delete(self._handle, key)
+        data = dict(self._current())
+        del data[key]
+        self._store(data)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._handle[0])
+        return iter(self._current())
 
     def __len__(self) -> int:
-        return len(self._handle[0])
+        return len(self._current())
+
+    def __contains__(self, key: object, /) -> bool:
+        return key in self._current()
 
 
-class _Unbound(Handle):
-    """The handle a task holds for a context where it has no data.
+# -- TaskFactoryWrapper -----------------------------------------------------------------------
 
-    Reading any item resolves it through :meth:`Context._missing`: to a new handle of the
-    policy's root, stored for the task, on a loop where the context is attached; otherwise
-    to the error that says what is wrong.
+# What a spawn does for one attached context, by policy (Copy() contexts need nothing).
+_DEEP: Final = "deep"
+# Per context that needs work at spawn: its variable, what to do, its policy, its Unbound
+# marker and how to make its root data.
+_Plan = tuple[tuple[contextvars.ContextVar[Any], str, PropagationPolicy, Unbound, Any], ...]
+_Values = list[tuple[contextvars.ContextVar[Any], Any]]
+
+
+def _check_inner(_instance: object, _attribute: object, inner: Any) -> None:
+    if isinstance(inner, TaskFactoryWrapper):
+        raise TaskFactoryError(
+            "a TaskFactoryWrapper cannot wrap another TaskFactoryWrapper (every context would "
+            "be propagated twice): wrap the wrapper's own inner factory instead"
+        )
+    if inner is not None and not callable(inner):
+        raise TypeError(
+            f"the inner task factory must be callable as factory(loop, coro, **kwargs) or be "
+            f"None for asyncio.Task, got {type(inner).__name__} {inner!r}"
+        )
+
+
+def _spawn_kind(context: Context[Any, Any]) -> str:
+    return _DEEP if context.policy.__class__ is DeepCopy else context._mode
+
+
+@attrs.define(eq=False, repr=False)
+class TaskFactoryWrapper:
+    """The task factory that gives every new task what its contexts' policies need.
+
+    One wrapper is installed per loop (``Context.attach`` does it for you). It wraps the
+    factory the loop had before (``inner``; ``None`` means plain :class:`asyncio.Task`) and
+    passes every keyword asyncio gives it (``name``, ``context``, ``eager_start``, ...) to
+    that factory unchanged, so custom and eager factories keep working.
+
+    Isolation does not depend on it: a task made without it (``asyncio.Task(...)``) runs in
+    a copy of its creator's ``contextvars`` context and starts with its creator's data. The
+    wrapper adds the deep copy of ``DeepCopy()``, the ``inherit`` of custom policies, root
+    data for creators that have none, and no data for contexts detached from the loop.
+
+    Args:
+        inner: The factory to wrap, or ``None`` for :class:`asyncio.Task`.
+
+    Example:
+        >>> import asyncio
+        >>> loop = asyncio.new_event_loop()
+        >>> wrapper = TaskFactoryWrapper.install(loop)
+        >>> TaskFactoryWrapper.of(loop) is wrapper, wrapper.inner
+        (True, None)
+        >>> TaskFactoryWrapper.uninstall(loop)
+        >>> loop.get_task_factory() is None
+        True
+        >>> loop.close()
     """
 
-    __slots__ = ("_context",)
-
-    def __init__(self, context: Context[Any, Any]) -> None:
-        super().__init__()
-        self._context = context
+    _inner: TaskFactory | None = attrs.field(default=None, validator=_check_inner)
+    _registries: tuple[ContextRegistry, ...] = attrs.field(default=(), init=False)
+    _contexts: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
+    _detached: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
+    _plan: _Plan = attrs.field(default=(), init=False)
+    _detached_plan: tuple[tuple[contextvars.ContextVar[Any], Unbound], ...] = attrs.field(
+        default=(), init=False
+    )
+    _copies: tuple[tuple[contextvars.ContextVar[Any], Unbound], ...] = attrs.field(
+        default=(), init=False
+    )
+    _copies_only: bool = attrs.field(default=True, init=False)
 
     def __repr__(self) -> str:
-        return f"<no data for {self._context!r}>"
+        names = ", ".join(repr(ctx) for ctx in self._contexts)
+        return f"TaskFactoryWrapper(inner={self._inner!r}, contexts=[{names}])"
 
-    def __getitem__(self, index: Any, /) -> Any:
-        return self._context._missing()[index]
+    @property
+    def inner(self) -> TaskFactory | None:
+        """The wrapped factory (``None`` means :class:`asyncio.Task`); assignable.
+
+        Raises:
+            TypeError: When assigned something that is neither callable nor ``None``.
+            TaskFactoryError: When assigned a :class:`TaskFactoryWrapper`.
+        """
+        return self._inner
+
+    @inner.setter
+    def inner(self, factory: TaskFactory | None) -> None:
+        _check_inner(self, None, factory)
+        self._inner = factory
+
+    # -- installing on a loop --------------------------------------------------------------
+
+    @classmethod
+    def install(
+        cls, loop: asyncio.AbstractEventLoop, registry: ContextRegistry | None = None
+    ) -> TaskFactoryWrapper:
+        """Install a wrapper on ``loop``, around the factory it has; idempotent.
+
+        Args:
+            loop: The event loop.
+            registry: The registry whose contexts the wrapper propagates on this loop
+                (``None``: the default registry). A wrapper serves any number of registries.
+
+        Returns:
+            The wrapper now installed (the one that was already there, if any).
+
+        Raises:
+            TypeError: ``loop`` is not an event loop, or ``registry`` not a registry.
+        """
+        check_loop(loop)
+        if registry is not None and not isinstance(registry, ContextRegistry):
+            raise TypeError(
+                f"registry must be a ContextRegistry or None (the default registry), "
+                f"got {type(registry).__name__} {registry!r}"
+            )
+        with ATTACH_LOCK:
+            factory = loop.get_task_factory()
+            if isinstance(factory, TaskFactoryWrapper):
+                wrapper = factory
+            else:
+                wrapper = cls(factory)
+                loop.set_task_factory(wrapper)
+            registry = _registry_or_default(registry)
+            if registry not in wrapper._registries:
+                wrapper._registries = (*wrapper._registries, registry)
+            wrapper.refresh(loop)
+        return wrapper
+
+    @classmethod
+    def uninstall(cls, loop: asyncio.AbstractEventLoop) -> None:
+        """Put back the factory the wrapper on ``loop`` wrapped; a no-op without a wrapper.
+
+        The loop is also forgotten by the registries the wrapper served: its contexts are no
+        longer attached to it, and tasks created afterwards are no longer managed.
+
+        Raises:
+            TypeError: ``loop`` is not an event loop.
+        """
+        check_loop(loop)
+        with ATTACH_LOCK:
+            wrapper = cls.of(loop)
+            if wrapper is None:
+                return
+            loop.set_task_factory(wrapper._inner)
+            for registry in wrapper._registries:
+                registry.forget(loop)
+            wrapper._registries = ()
+            wrapper._contexts = wrapper._detached = ()
+            wrapper._plan = wrapper._detached_plan = wrapper._copies = ()
+            wrapper._copies_only = True
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> TaskFactoryWrapper | None:
+        """Return the wrapper installed on ``loop``, or ``None``.
+
+        Raises:
+            TypeError: ``loop`` is not an event loop.
+        """
+        factory = check_loop(loop).get_task_factory()
+        return factory if isinstance(factory, TaskFactoryWrapper) else None
+
+    def refresh(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Re-read which contexts are attached to ``loop`` from the registries (internal).
+
+        Contexts that were propagated before and are not attached any more are remembered, so
+        that tasks created from now on start without their creator's data for them.
+        """
+        with ATTACH_LOCK:
+            contexts: dict[Context[Any, Any], None] = {}
+            for registry in self._registries:
+                contexts.update(dict.fromkeys(registry.contexts(loop)))
+            gone = dict.fromkeys((*self._detached, *self._contexts))
+            self._detached = tuple(ctx for ctx in gone if ctx not in contexts)
+            self._contexts = tuple(contexts)
+            self._plan = tuple(
+                (ctx._var, _spawn_kind(ctx), ctx.policy, ctx._unbound, ctx._root_value)
+                for ctx in contexts
+            )
+            self._copies = tuple((ctx._var, ctx._unbound) for ctx in contexts)
+            self._detached_plan = tuple((ctx._var, ctx._unbound) for ctx in self._detached)
+            self._copies_only = not self._detached_plan and all(
+                kind is COPY for _, kind, _, _, _ in self._plan
+            )
+
+    def propagates(self, context: Context[Any, Any]) -> bool:
+        """Whether ``context`` is attached to this wrapper's loop (internal)."""
+        return context in self._contexts
+
+    # -- creating tasks ----------------------------------------------------------------------
+    # The hot path. With only Copy() contexts (the default) there is nothing to do unless
+    # the creator has no data; ``refresh`` precomputes what each other context needs.
+
+    def __call__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
+        /,
+        **kwargs: Any,
+    ) -> asyncio.Task[_T]:
+        """Create a task, with what its contexts' policies need in place before its first step.
+
+        Args:
+            loop: The loop creating the task (asyncio passes it).
+            coro: The coroutine to wrap.
+            **kwargs: Whatever asyncio passes (``name``, ``context``, ``eager_start``, ...);
+                given to the inner factory unchanged.
+
+        Returns:
+            The task made by the inner factory.
+
+        Raises:
+            Exception: Whatever the inner factory or a policy raised; the creator's
+                ``contextvars`` context is then left exactly as it was.
+        """
+        task: Any  # what the inner factory made: a Task, or whatever Future it returns
+        if kwargs and kwargs.get("context") is not None:
+            task = self._spawn_in(kwargs["context"], loop, coro, kwargs)
+        elif self._copies_only:
+            # contextvars gives the child its creator's data, unless the creator has none:
+            # then the child gets root data (rule 1).
+            for var, unbound in self._copies:
+                if var.get() is unbound:
+                    task = self._spawn(loop, coro, kwargs)
+                    break
+            else:
+                inner: Any = self._inner
+                if inner is not None:
+                    task = inner(loop, coro, **kwargs)
+                elif kwargs:
+                    task = _Task(coro, loop=loop, **kwargs)
+                else:
+                    task = _Task(coro, loop=loop)
+        else:
+            task = self._spawn(loop, coro, kwargs)
+        if task._source_traceback:
+            trim_source_traceback(task._source_traceback, __file__)
+        return task  # type: ignore[no-any-return]
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
+        """Create a task that runs in a copy of the caller's ``contextvars`` context."""
+        children: _Values = []  # what the child's context gets
+        adopted: _Values = []  # what the creator gets once the child exists (rule 3)
+        pending: list[Any] = []  # data whose owner is the task being made
+        creator: Any = PENDING  # the creating task, looked up when needed
+        for var, kind, policy, unbound, root_value in self._plan:
+            parent = var.get()
+            if parent is unbound:
+                if kind is COPY or kind is _DEEP:
+                    children.append((var, root_value(None)))
+                    continue
+                if creator is PENDING:
+                    creator = asyncio.current_task(loop)
+                if creator is None:  # code outside tasks: only the child gets root data
+                    parent = root_value(PENDING, coro)
+                    if kind is not SHARE:
+                        pending.append(parent)
+                    children.append((var, parent))
+                    continue
+                parent = root_value(creator)  # a task: it gets its root now (rule 3)
+                adopted.append((var, parent))
+                if kind is SHARE:
+                    children.append((var, parent))
+                    continue
+                if kind is CHAIN:
+                    child = layers_over([{}, *parent.maps])
+                    child.owner, child.coro = PENDING, coro
+                    pending.append(child)
+                    children.append((var, child))
+                    continue
+            elif kind is COPY or kind is SHARE:
+                continue  # the child inherits the creator's data as it is
+            elif kind is _DEEP:
+                children.append((var, policy.inherit(parent)))
+                continue
+            elif kind is CHAIN:
+                # The child gets a layer of its own over the creator's layers. A creating
+                # task writes its own top layer, so that the child sees its later writes:
+                # it gets one now if it has none yet.
+                if creator is PENDING:
+                    creator = asyncio.current_task(loop)
+                if creator is not None and parent.owner is not creator and in_own_context(creator):
+                    parent = layers_over([{}, *parent.maps])
+                    parent.owner = creator
+                    adopted.append((var, parent))
+                child = layers_over([{}, *parent.maps])
+                child.owner, child.coro = PENDING, coro
+                pending.append(child)
+                children.append((var, child))
+                continue
+            child = Owned(policy.inherit(parent.mine()), PENDING, var, policy, coro)
+            pending.append(child)
+            children.append((var, child))
+        for var, unbound in self._detached_plan:
+            if var.get() is not unbound:
+                children.append((var, unbound))  # rule 7
+        inner: Any = self._inner
+        if not children:
+            task = _Task(coro, loop=loop, **kwargs) if inner is None else inner(loop, coro, **kwargs)
+        elif inner is None:
+            context = _copy_context()
+            context.run(_set_each, children)
+            task = _Task(coro, loop=loop, **{**kwargs, "context": context})
+        else:
+            # Another factory copies the caller's context itself: put the values there
+            # just for the call.
+            tokens = _set_all(children)
+            try:
+                task = inner(loop, coro, **kwargs)
+            finally:
+                _reset_all(tokens)
+        _own(pending, task)
+        for var, value in adopted:
+            var.set(value)
+        return task
+
+    def _spawn_in(
+        self,
+        context: contextvars.Context,
+        loop: asyncio.AbstractEventLoop,
+        coro: Any,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Create a task that runs in the given ``contextvars`` context (``context=``)."""
+        values: _Values = []
+        pending: list[Any] = []
+        for var, kind, policy, unbound, root_value in self._plan:
+            parent = context.get(var, unbound)
+            if parent is unbound:
+                value = root_value(PENDING, coro)
+                if kind is CHAIN or kind is OTHER:
+                    pending.append(value)
+                values.append((var, value))
+            elif kind is _DEEP:
+                values.append((var, policy.inherit(parent)))
+            elif kind is CHAIN:
+                value = layers_over([{}, *parent.maps])
+                value.owner, value.coro = PENDING, coro
+                pending.append(value)
+                values.append((var, value))
+            elif kind is OTHER:
+                value = Owned(policy.inherit(parent.data), PENDING, var, policy, coro)
+                pending.append(value)
+                values.append((var, value))
+        for var, unbound in self._detached_plan:
+            if context.get(var, unbound) is not unbound:
+                values.append((var, unbound))
+        try:
+            tokens = context.run(_set_all, values)
+        except RuntimeError:
+            # ``context`` is entered: it is the creator's own running context, so the task
+            # will share it, data included. There is nothing to put in place.
+            tokens, pending = [], []
+        try:
+            inner: Any = self._inner
+            task = _Task(coro, loop=loop, **kwargs) if inner is None else inner(loop, coro, **kwargs)
+        except BaseException:
+            context.run(_reset_all, tokens)
+            raise
+        _own(pending, task)
+        return task
 
 
-# ``_registry`` and ``_task_factory`` name these classes in annotations but cannot import
-# them when they are imported (this module imports them): hand them over now, so that
-# typing.get_type_hints() resolves their public signatures at runtime.
-setattr(_registry_module, "Context", Context)  # noqa: B010 - only typing-imported there
-setattr(_task_factory_module, "Context", Context)  # noqa: B010
-setattr(_task_factory_module, "ContextRegistry", ContextRegistry)  # noqa: B010
+_Task: Any = asyncio.Task  # called with whatever coroutine-like asyncio was given
+_copy_context = contextvars.copy_context
+
+
+def _own(pending: list[Any], task: object) -> None:
+    """Make ``task`` the owner of the data made for it (unless its eager step claimed it)."""
+    for data in pending:
+        if data.owner is PENDING:
+            data.owner, data.coro = task, None
+
+
+def _set_each(values: _Values) -> None:
+    for var, value in values:
+        var.set(value)
+
+
+def _set_all(values: _Values) -> list[contextvars.Token[Any]]:
+    return [var.set(value) for var, value in values]
+
+
+def _reset_all(tokens: list[contextvars.Token[Any]]) -> None:
+    for token in tokens:
+        token.var.reset(token)

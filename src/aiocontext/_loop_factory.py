@@ -8,8 +8,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
-from ._context import Context
-from ._registry import check_context
+from ._context import Context, check_context
 
 __all__ = ["loop_factory"]
 

@@ -24,6 +24,8 @@ def layers_over(maps: list[MutableMapping[_K, _V]]) -> Layers[_K, _V]:
     """Layers made of ``maps`` (the list itself, not a copy), the first one on top."""
     layers: Layers[_K, _V] = Layers.__new__(Layers)  # pyright: ignore[reportUnknownVariableType]
     layers.maps = maps
+    layers.owner = None
+    layers.coro = None
     return layers
 
 
@@ -32,7 +34,19 @@ class Layers(collections.ChainMap[_K, _V]):
 
     ``collections.ChainMap`` raises and catches a ``KeyError`` for each layer that misses;
     with a layer per task generation, that made reads in deep task trees slow.
+
+    ``owner`` is the task whose own layer ``maps[0]`` is (``None``: code outside tasks, whose
+    layer is never written in place); ``coro`` the coroutine of a task the factory is still
+    creating, which claims the layers on its first write (see ``_context``).
     """
+
+    owner: object
+    coro: object
+
+    def __init__(self, *maps: MutableMapping[_K, _V]) -> None:
+        super().__init__(*maps)
+        self.owner = None
+        self.coro = None
 
     def __getitem__(self, key: _K) -> _V:
         for mapping in self.maps:

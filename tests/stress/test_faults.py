@@ -149,10 +149,6 @@ class Contexts:
         """The current task's data in every context, as plain dicts."""
         return {name: dict(ctx) for name, ctx in self.by_name.items()}
 
-    def mappings(self) -> list[MutableMapping[str, Any]]:
-        """The current task's live mapping in every context."""
-        return [ctx.data() for ctx in self.by_name.values()]
-
 
 def identities(items: Iterator[tuple[contextvars.ContextVar[Any], Any]]) -> dict[object, int]:
     """Each variable of a ``contextvars`` context with the identity of its value.
@@ -165,11 +161,11 @@ def identities(items: Iterator[tuple[contextvars.ContextVar[Any], Any]]) -> dict
 @attrs.frozen
 class CreatorState:
     """What must not change when a spawn fails: the creator's ``contextvars`` context (the
-    identity of every value in it), its live mappings (identity) and their content."""
+    identity of every value in it: each context's data, layers or root marker) and the
+    content of its data."""
 
     context: contextvars.Context  # kept alive so that the ids stay meaningful
     identities: dict[object, int]
-    mappings: list[int]
     contents: dict[str, dict[str, Any]]
 
     @classmethod
@@ -177,14 +173,12 @@ class CreatorState:
         """The current task's state, or that of ``context`` (not entered) if given."""
         if context is None:
             context = contextvars.copy_context()
-        mappings = [id(mapping) for mapping in context.run(contexts.mappings)]
         contents = context.run(contexts.contents)
-        return cls(context, identities(iter(context.items())), mappings, contents)
+        return cls(context, identities(iter(context.items())), contents)
 
     def assert_same(self, other: CreatorState) -> None:
         """Assert that ``other`` is the same state (same objects, same content)."""
         assert self.identities == other.identities
-        assert self.mappings == other.mappings
         assert self.contents == other.contents
 
 

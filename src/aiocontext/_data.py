@@ -1,0 +1,196 @@
+"""What a context's ``ContextVar`` holds for a task: the data model, per policy.
+
+Isolation comes from ``contextvars`` itself. Every task runs in its own copy of its
+creator's ``contextvars`` context, and so does every callback and ``to_thread`` worker,
+whoever created them and whether or not a task factory ran. A context's variable therefore
+holds a value that is never changed in place where a copy could see it change:
+
+* ``Copy()`` and ``DeepCopy()``: a plain ``dict`` that is never mutated once stored; a write
+  stores a new one (``var.set``). Spawning costs nothing, and a child, a callback or a worker
+  sees exactly its creator's data at the moment it was made. ``DeepCopy()`` additionally
+  deep-copies at spawn, when the task factory creates the task.
+* ``Share()``: the one mutable mapping of the whole tree, mutated in place.
+* ``ChainMap()``: :class:`~aiocontext._policy.Layers` whose top layer belongs to one task
+  (``owner``). Only that task writes it in place, so the children it spawns (with or without
+  the factory) see its later writes; anyone else who writes first gets a new top layer of
+  their own over it. Code outside tasks never writes a layer in place.
+* Any other policy: an :class:`Owned` node, the policy's mapping plus its owner. A task that
+  is not the owner (it was created without the factory) gets ``policy.inherit(...)`` of what
+  it inherited at its first access.
+
+Where a task has no data the variable holds its context's :class:`Unbound` marker, which
+resolves itself on access (to root data on an attached loop, otherwise to an error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, Final
+
+from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
+
+__all__ = [
+    "CHAIN",
+    "COPY",
+    "OTHER",
+    "PENDING",
+    "SHARE",
+    "Owned",
+    "Unbound",
+    "current_task",
+    "in_own_context",
+    "mode_of",
+]
+
+COPY: Final = "copy"  # Copy() and DeepCopy(): a dict replaced on every write
+SHARE: Final = "share"
+CHAIN: Final = "chain"
+OTHER: Final = "other"
+_MODES: Final[dict[type[PropagationPolicy], str]] = {
+    Copy: COPY, DeepCopy: COPY, Share: SHARE, ChainMap: CHAIN
+}
+
+
+def mode_of(policy: PropagationPolicy) -> str:
+    """How ``policy``'s data is held (exact built-in types only; subclasses are ``OTHER``)."""
+    return _MODES.get(policy.__class__, OTHER)
+
+
+class _Pending:
+    """The owner of data the task factory made for a task it is still creating."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<pending>"
+
+
+PENDING: Final = _Pending()
+
+_get_running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
+_current_task = asyncio.current_task
+
+
+def current_task() -> asyncio.Task[Any] | None:
+    """The task running in this thread, or ``None`` (callbacks, threads, no loop)."""
+    loop = _get_running_loop()
+    return None if loop is None else _current_task(loop)
+
+
+if sys.version_info >= (3, 12):
+    _PROBE: contextvars.ContextVar[object] = contextvars.ContextVar("aiocontext.probe")
+
+    def in_own_context(task: asyncio.Task[Any]) -> bool:
+        """Whether the running code is in ``task``'s own ``contextvars`` context, rather than
+        in a copy of it (``contextvars.copy_context().run(...)`` inside the task)."""
+        marker = object()
+        token = _PROBE.set(marker)
+        try:
+            return task.get_context().get(_PROBE) is marker
+        finally:
+            _PROBE.reset(token)
+
+else:
+
+    def in_own_context(task: asyncio.Task[Any]) -> bool:
+        """Python 3.11 cannot tell a task's context from a copy of it run inside the task."""
+        return True
+
+
+class Unbound(dict[Any, Any]):
+    """A context variable's default: this code has no data for the context.
+
+    An empty ``dict`` whose every read first resolves the marker (``resolve`` is the
+    context's ``_missing``): to root data, stored for the task, on a loop where the context
+    is attached; anywhere else to the error that says what is wrong. So reads need no check:
+    ``ctx[key]`` is ``var.get()[key]``.
+    """
+
+    __slots__ = ("_name", "resolve")
+
+    def __init__(self, name: str, resolve: Callable[[], MutableMapping[Any, Any]]) -> None:
+        super().__init__()
+        self._name = name
+        self.resolve = resolve
+
+    def __repr__(self) -> str:
+        return f"<no data for {self._name}>"
+
+    def __missing__(self, key: Any) -> Any:
+        return self.resolve()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.resolve()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.resolve())
+
+    def __len__(self) -> int:
+        return len(self.resolve())
+
+    def get(self, key: Any, default: Any = None, /) -> Any:  # noqa: D102 - dict.get
+        return self.resolve().get(key, default)
+
+
+class Owned(MutableMapping[Any, Any]):
+    """The data of a context with a custom policy: the policy's mapping and its owner.
+
+    The owner is the task the data was made for (``PENDING`` while the task factory is still
+    creating it, with ``coro`` its coroutine). Every access goes through :meth:`mine`: a task
+    that is not the owner was created without the task factory, and gets
+    ``policy.inherit(data)`` of its own at that moment. Code outside tasks (callbacks,
+    ``to_thread`` workers) uses the data of the task it runs for.
+    """
+
+    __slots__ = ("coro", "data", "owner", "policy", "var")
+
+    def __init__(
+        self,
+        data: MutableMapping[Any, Any],
+        owner: object,
+        var: contextvars.ContextVar[Any],
+        policy: PropagationPolicy,
+        coro: object = None,
+    ) -> None:
+        self.data = data
+        self.owner = owner
+        self.var = var
+        self.policy = policy
+        self.coro = coro
+
+    def __repr__(self) -> str:
+        return repr(self.data)
+
+    def mine(self) -> MutableMapping[Any, Any]:
+        """The mapping the running code reads and writes, made first if it has none yet."""
+        task = current_task()
+        owner = self.owner
+        if owner is task or task is None:
+            return self.data
+        if owner is PENDING and self.coro is task.get_coro():
+            self.owner, self.coro = task, None  # the factory's task, in its eager first step
+            return self.data
+        child = Owned(self.policy.inherit(self.data), task, self.var, self.policy)
+        self.var.set(child)
+        return child.data
+
+    def __getitem__(self, key: Any, /) -> Any:
+        return self.mine()[key]
+
+    def __setitem__(self, key: Any, value: Any, /) -> None:
+        self.mine()[key] = value
+
+    def __delitem__(self, key: Any, /) -> None:
+        del self.mine()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.mine())
+
+    def __len__(self) -> int:
+        return len(self.mine())
+
+    def __contains__(self, key: object, /) -> bool:
+        return key in self.mine()
