@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping
 from typing import Any, TypeAlias
 
@@ -48,6 +49,64 @@ def loop(new_loop: LoopFactory) -> Iterator[asyncio.AbstractEventLoop]:
     loop = new_loop()
     yield loop
     loop.close()
+
+_EAGER_PROBLEMS: dict[type[asyncio.AbstractEventLoop], str | None] = {}
+
+
+def _probe_eager_factory(kind: type[asyncio.AbstractEventLoop]) -> None:
+    """Does ``asyncio.eager_task_factory`` start tasks eagerly on a loop of ``kind``?"""
+    probe = kind()
+    started: list[bool] = []
+
+    async def child() -> None:
+        started.append(True)
+
+    async def main() -> str | None:
+        loop = asyncio.get_running_loop()
+        if sys.version_info >= (3, 12):
+            loop.set_task_factory(asyncio.eager_task_factory)
+        coro = child()
+        try:
+            task = loop.create_task(coro)
+        except TypeError as error:
+            coro.close()
+            return f"raises {error}"
+        finally:
+            loop.set_task_factory(None)
+        eager = bool(started)
+        await task
+        return None if eager else "starts tasks lazily"
+
+    try:
+        problem = probe.run_until_complete(main())
+    finally:
+        probe.close()
+    _EAGER_PROBLEMS[kind] = problem
+
+
+def skip_if_eager_factory_broken(loop: asyncio.AbstractEventLoop) -> None:
+    """Skip where ``asyncio.eager_task_factory`` is broken on this kind of loop even
+    without aiocontext (found by trying it on a fresh loop of the same kind).
+
+    uvloop 0.23 passes ``eager_start=None`` to task factories: 3.13's eager factory rejects
+    it (TypeError), and on 3.14 it overrides the factory's eager default, so tasks start
+    lazily. Eager tasks are new in 3.12.
+    """
+    if sys.version_info < (3, 12):
+        pytest.skip("eager tasks are new in Python 3.12")
+    kind = type(loop)
+    if kind not in _EAGER_PROBLEMS:
+        # On a fresh loop of the same kind, in another thread (this one may run a loop).
+        thread = threading.Thread(target=_probe_eager_factory, args=(kind,))
+        thread.start()
+        thread.join()
+    problem = _EAGER_PROBLEMS[kind]
+    if problem is not None:
+        pytest.skip(
+            f"asyncio.eager_task_factory {problem} on {kind.__module__}.{kind.__name__} "
+            "without aiocontext (uvloop passes eager_start=None to task factories)"
+        )
+
 
 # Typing tests are type-checked by mypy (see mypy.ini), never imported or run.
 collect_ignore_glob = ["typing/*"]

@@ -31,7 +31,7 @@ from aiocontext import (
     TaskFactoryWrapper,
     loop_factory,
 )
-from conftest import CoroutineLike
+from conftest import CoroutineLike, skip_if_eager_factory_broken
 
 T = TypeVar("T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -60,14 +60,6 @@ def run(main: Coroutine[Any, Any, T], *contexts: Context[Any, Any], base: LoopFa
     """Run ``main`` as the main task of a new loop that has ``contexts`` attached."""
     with asyncio.Runner(loop_factory=loop_factory(*contexts, base=base)) as runner:
         return runner.run(main)
-
-
-def skip_if_eager_factory_broken(loop: asyncio.AbstractEventLoop) -> None:
-    """Skip where ``asyncio.eager_task_factory`` fails on ``loop`` even without aiocontext:
-    on Python 3.13 uvloop passes ``eager_start=`` to task factories, which asyncio's eager
-    factory only accepts from 3.14."""
-    if type(loop).__module__.startswith("uvloop") and sys.version_info[:2] == (3, 13):
-        pytest.skip("uvloop on 3.13 passes eager_start=, which eager_task_factory rejects")
 
 
 @contextlib.contextmanager

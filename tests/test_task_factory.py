@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import os
 import sys
 import threading
@@ -26,7 +27,7 @@ from aiocontext import (
     TaskFactoryError,
     TaskFactoryWrapper,
 )
-from conftest import CoroutineLike
+from conftest import CoroutineLike, skip_if_eager_factory_broken
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -109,40 +110,6 @@ def restoring_factory(loop: asyncio.AbstractEventLoop) -> Generator[None]:
         yield
     finally:
         loop.set_task_factory(None)
-
-
-_EAGER_WORKS: dict[type[asyncio.AbstractEventLoop], bool] = {}
-
-
-def _probe_eager_factory(kind: type[asyncio.AbstractEventLoop]) -> None:
-    probe = kind()
-    if sys.version_info >= (3, 12):  # only needs_eager tests probe; mypy reads this check
-        probe.set_task_factory(asyncio.eager_task_factory)
-    coro = nothing()
-    try:
-        probe.run_until_complete(probe.create_task(coro))
-    except TypeError:
-        coro.close()
-        _EAGER_WORKS[kind] = False
-    else:
-        _EAGER_WORKS[kind] = True
-    finally:
-        probe.set_task_factory(None)
-        probe.close()
-
-
-def skip_unless_loop_accepts_eager_factory(loop: asyncio.AbstractEventLoop) -> None:
-    """Skip when this kind of loop cannot use ``asyncio.eager_task_factory`` even without
-    aiocontext (uvloop passes ``eager_start=`` to task factories on 3.13, which 3.13's
-    ``eager_task_factory`` rejects)."""
-    kind = type(loop)
-    if kind not in _EAGER_WORKS:
-        # Probe on a fresh loop of the same kind, in another thread (this one runs a loop).
-        thread = threading.Thread(target=_probe_eager_factory, args=(kind,))
-        thread.start()
-        thread.join()
-    if not _EAGER_WORKS[kind]:
-        pytest.skip(f"{kind.__name__} cannot use asyncio.eager_task_factory on this Python")
 
 
 def create_task_here(
@@ -238,6 +205,61 @@ class TestTaskFactoryWrapperInstall:
             assert two_argument_factory is wrapper.inner
             assert (MyTask, "old-style", "v") == loop.run_until_complete(main())
         finally:
+            loop.close()
+
+    def test_two_argument_factory_gets_no_name_keyword(self) -> None:
+        """As Python 3.14 calls factories, with ``name=`` from ``create_task``: a factory that
+        takes no ``name`` is called without it, and the task is named afterwards, as
+        asyncio up to 3.13 did; a factory that takes ``name`` (or ``**kwargs``) gets it."""
+        loop = asyncio.new_event_loop()
+        try:
+            wrapper = TaskFactoryWrapper.install(loop, ContextRegistry())
+            named: list[str | None] = []
+
+            def takes_name(
+                loop: asyncio.AbstractEventLoop, coro: CoroutineLike, *, name: str | None = None
+            ) -> asyncio.Task[Any]:
+                named.append(name)
+                return asyncio.Task(coro, loop=loop, name=name)
+
+            names = []
+            for inner in (two_argument_factory, takes_name, RecordingFactory()):
+                wrapper.inner = inner
+                for name in ("given", None):
+                    task = wrapper(loop, nothing(), name=name)
+                    names.append(task.get_name() if name else "unnamed")
+                    loop.run_until_complete(task)
+            assert ["given", "unnamed"] * 3 == names
+            assert ["given", None] == named
+        finally:
+            TaskFactoryWrapper.uninstall(loop)
+            loop.close()
+
+    def test_factory_without_a_signature_gets_every_keyword(self) -> None:
+        """A factory whose signature cannot be read (a builtin) is called with every
+        keyword, as asyncio would call it."""
+        loop = asyncio.new_event_loop()
+        try:
+            wrapper = TaskFactoryWrapper.install(loop, ContextRegistry())
+            calls: list[dict[str, Any]] = []
+
+            class NoSignature:
+                @property
+                def __signature__(self) -> inspect.Signature:
+                    raise ValueError("no signature")
+
+                def __call__(
+                    self, loop: asyncio.AbstractEventLoop, coro: CoroutineLike, /, **kwargs: Any
+                ) -> asyncio.Task[Any]:
+                    calls.append(kwargs)
+                    return asyncio.Task(coro, loop=loop, **kwargs)
+
+            wrapper.inner = NoSignature()
+            task = wrapper(loop, nothing(), name="n")
+            loop.run_until_complete(task)
+            assert ([{"name": "n"}], "n") == (calls, task.get_name())
+        finally:
+            TaskFactoryWrapper.uninstall(loop)
             loop.close()
 
     @needs_eager
@@ -982,7 +1004,7 @@ class TestTaskFactoryWrapperEager:
     async def test_eager_child_first_step_sees_data(self) -> None:
         """An eager child's first step, run inside create_task, sees its data."""
         loop = asyncio.get_running_loop()
-        skip_unless_loop_accepts_eager_factory(loop)
+        skip_if_eager_factory_broken(loop)
         with restoring_factory(loop):
             if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
                 loop.set_task_factory(asyncio.eager_task_factory)
@@ -1005,7 +1027,7 @@ class TestTaskFactoryWrapperEager:
     async def test_nested_eager_spawns(self) -> None:
         """Eager children of eager children each start with their own parent's data."""
         loop = asyncio.get_running_loop()
-        skip_unless_loop_accepts_eager_factory(loop)
+        skip_if_eager_factory_broken(loop)
         with restoring_factory(loop):
             if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
                 loop.set_task_factory(asyncio.eager_task_factory)
@@ -1031,7 +1053,7 @@ class TestTaskFactoryWrapperEager:
     async def test_eager_share_child_writes_reach_untouched_parent(self) -> None:
         """Share holds for eager children of a parent that never touched the context."""
         loop = asyncio.get_running_loop()
-        skip_unless_loop_accepts_eager_factory(loop)
+        skip_if_eager_factory_broken(loop)
         with restoring_factory(loop):
             if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
                 loop.set_task_factory(asyncio.eager_task_factory)
@@ -1050,7 +1072,7 @@ class TestTaskFactoryWrapperEager:
     async def test_eager_with_explicit_context(self) -> None:
         """An eager child created with ``context=c`` sees ``c``'s data in its first step."""
         loop = asyncio.get_running_loop()
-        skip_unless_loop_accepts_eager_factory(loop)
+        skip_if_eager_factory_broken(loop)
         with restoring_factory(loop):
             if sys.version_info >= (3, 12):  # true under needs_eager (mypy ignores skipif)
                 loop.set_task_factory(asyncio.eager_task_factory)

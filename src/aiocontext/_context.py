@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import sys
 import weakref
 from collections.abc import Coroutine, Generator, Iterator, Mapping, MutableMapping
@@ -274,11 +275,6 @@ class ContextRegistry:
 
 
 _DEFAULT_REGISTRY: Final = ContextRegistry()
-
-
-def default_registry() -> ContextRegistry:
-    """Return the process-wide registry that contexts use unless given another."""
-    return _DEFAULT_REGISTRY
 
 
 # -- Context ----------------------------------------------------------------------------------
@@ -999,6 +995,10 @@ class TaskFactoryWrapper:
     """
 
     _inner: TaskFactory | None = attrs.field(default=None, validator=_check_inner)
+    # Whether ``inner`` takes ``name=``: a two-argument factory does not (see _call_inner).
+    _named: bool = attrs.field(
+        init=False, default=attrs.Factory(lambda self: _takes_name(self._inner), takes_self=True)
+    )
     _registries: tuple[ContextRegistry, ...] = attrs.field(default=(), init=False)
     _contexts: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
     _detached: tuple[Context[Any, Any], ...] = attrs.field(default=(), init=False)
@@ -1028,7 +1028,7 @@ class TaskFactoryWrapper:
     @inner.setter
     def inner(self, factory: TaskFactory | None) -> None:
         _check_inner(self, None, factory)
-        self._inner = factory
+        self._inner, self._named = factory, _takes_name(factory)
 
     # -- installing on a loop --------------------------------------------------------------
 
@@ -1167,7 +1167,7 @@ class TaskFactoryWrapper:
             else:
                 inner: Any = self._inner
                 if inner is not None:
-                    task = inner(loop, coro, **kwargs)
+                    task = inner(loop, coro, **kwargs) if self._named else self._call_inner(loop, coro, kwargs)
                 elif kwargs:
                     task = _Task(coro, loop=loop, **kwargs)
                 else:
@@ -1237,7 +1237,7 @@ class TaskFactoryWrapper:
                 children.append((var, unbound))  # rule 7
         inner: Any = self._inner
         if not children:
-            task = _Task(coro, loop=loop, **kwargs) if inner is None else inner(loop, coro, **kwargs)
+            task = _Task(coro, loop=loop, **kwargs) if inner is None else self._call_inner(loop, coro, kwargs)
         elif inner is None:
             context = _copy_context()
             context.run(_set_each, children)
@@ -1247,7 +1247,7 @@ class TaskFactoryWrapper:
             # just for the call.
             tokens = _set_all(children)
             try:
-                task = inner(loop, coro, **kwargs)
+                task = self._call_inner(loop, coro, kwargs)
             finally:
                 _reset_all(tokens)
         _own(pending, task)
@@ -1294,12 +1294,44 @@ class TaskFactoryWrapper:
             tokens, pending = [], []
         try:
             inner: Any = self._inner
-            task = _Task(coro, loop=loop, **kwargs) if inner is None else inner(loop, coro, **kwargs)
+            task = _Task(coro, loop=loop, **kwargs) if inner is None else self._call_inner(loop, coro, kwargs)
         except BaseException:
             context.run(_reset_all, tokens)
             raise
         _own(pending, task)
         return task
+
+    def _call_inner(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
+        """Call the inner factory with asyncio's keywords.
+
+        Python 3.14 passes ``create_task(..., name=...)`` to the factory; up to 3.13 asyncio
+        named the task itself. An old ``(loop, coro)`` factory that takes no ``name`` keeps
+        working: the task is named after the call, as asyncio did.
+        """
+        inner: Any = self._inner
+        if self._named or "name" not in kwargs:
+            return inner(loop, coro, **kwargs)
+        kwargs = dict(kwargs)
+        name = kwargs.pop("name")
+        task = inner(loop, coro, **kwargs)
+        if name is not None:
+            task.set_name(name)
+        return task
+
+
+def _takes_name(factory: object) -> bool:
+    """Whether ``factory`` accepts a ``name`` keyword (assumed, when it has no signature)."""
+    if factory is None:
+        return True
+    try:
+        parameters = inspect.signature(factory).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+    return any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD
+        or (parameter.name == "name" and parameter.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for parameter in parameters
+    )
 
 
 _Task: Any = asyncio.Task  # called with whatever coroutine-like asyncio was given

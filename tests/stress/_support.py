@@ -23,7 +23,7 @@ from typing import Final
 import pytest
 
 from aiocontext import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
-from conftest import LOOP_FACTORIES
+from conftest import LOOP_FACTORIES, skip_if_eager_factory_broken
 
 STRESS_ENV: Final = "AIOCONTEXT_STRESS"
 
@@ -72,15 +72,10 @@ def new_loop(kind: str, factory: str = "lazy") -> asyncio.AbstractEventLoop:
 
 
 def skip_unless_factory_works(kind: str, factory: str) -> None:
-    """Skip where ``factory`` cannot run on a loop of ``kind`` even without aiocontext.
-
-    Eager tasks are new in 3.12; and on 3.13 uvloop 0.23 passes ``eager_start=None`` to
-    task factories, which 3.13's ``asyncio.eager_task_factory`` rejects (as
-    ``skip_if_eager_factory_broken`` in ``tests/test_context.py``).
-    """
+    """Skip where ``factory`` cannot run on a loop of ``kind`` even without aiocontext
+    (see ``skip_if_eager_factory_broken`` in ``tests/conftest.py``)."""
     if factory != "eager":
         return
-    if sys.version_info < (3, 12):
-        pytest.skip("eager tasks are new in Python 3.12")
-    elif kind == "uvloop" and sys.version_info[:2] == (3, 13):
-        pytest.skip("uvloop on 3.13 passes eager_start=, which eager_task_factory rejects")
+    probe = LOOP_FACTORIES[kind]()
+    probe.close()
+    skip_if_eager_factory_broken(probe)

@@ -148,11 +148,16 @@ def outcome(operation: Operation, mapping: MutableMapping[str, Any]) -> Outcome:
 
 
 class Op:
-    """A mapping operation, applied alike to a real context and to a model mapping."""
+    """A mapping operation, applied alike to a real context and to a model mapping.
 
-    def __init__(self, text: str, operation: Operation) -> None:
+    ``writes``: whether it writes to the mapping (under ``ChainMap()`` a task that still
+    reads its creator's layers gets a layer of its own first).
+    """
+
+    def __init__(self, text: str, operation: Operation, *, writes: bool = True) -> None:
         self._text = text
         self._operation = operation
+        self.writes = writes
 
     def __repr__(self) -> str:
         return self._text
@@ -171,6 +176,7 @@ def _read(key: str) -> Op:
     return Op(
         f"get({key!r}), {key!r} in, [{key!r}]",
         lambda m: (m.get(key, "absent"), key in m, outcome(lambda n: n[key], m)),
+        writes=False,
     )
 
 
@@ -182,7 +188,8 @@ WRITES: Final = st.builds(
 NEW_LIST: Final = st.just(Op(f"[{LIST!r}] = []", lambda m: m.__setitem__(LIST, [])))
 # Mutates the list in place: Share() and Copy() relatives see it, DeepCopy() ones do not.
 APPENDS: Final = st.builds(
-    lambda item: Op(f"[{LIST!r}].append({item})", lambda m: m[LIST].append(item)), VALUES
+    lambda item: Op(f"[{LIST!r}].append({item})", lambda m: m[LIST].append(item), writes=False),
+    VALUES,
 )
 OPERATIONS: Final = st.one_of(
     WRITES,  # three times: programs need data to propagate
@@ -203,7 +210,7 @@ OPERATIONS: Final = st.one_of(
     APPENDS,
     APPENDS,
     st.builds(_read, ANY_KEY),
-    st.just(Op("dict(), len(), sorted()", lambda m: (dict(m), len(m), sorted(m)))),
+    st.just(Op("dict(), len(), sorted()", lambda m: (dict(m), len(m), sorted(m)), writes=False)),
 )
 
 
@@ -253,6 +260,9 @@ class PolicyMachine(RuleBasedStateMachine):
             ctx.attach(self.loop)
         self.attached = dict.fromkeys(self.contexts, True)
         self.model: dict[Agent, dict[str, MutableMapping[str, Any] | None]] = {}
+        # ChainMap() data of tasks made without the factory that have not written yet: they
+        # read their creator's layers themselves (the model holds the creator's very list).
+        self.borrowed: set[Agent] = set()
         self.names = iter(f"agent-{index}" for index in range(1_000_000))
 
     def teardown(self) -> None:
@@ -271,8 +281,21 @@ class PolicyMachine(RuleBasedStateMachine):
         agent.mailbox.put_nowait((command, reply))
         return self.loop.run_until_complete(reply)
 
-    def expect(self, agent: Agent, policy: str, operation: Operation) -> Outcome:
+    def own_layer(self, agent: Agent) -> None:
+        """Under ChainMap(), ``agent`` writes: it gets a layer of its own if it has none."""
+        data = self.model[agent]["ChainMap"]
+        if agent in self.borrowed and isinstance(data, LayersModel):
+            self.model[agent]["ChainMap"] = LayersModel([{}, *data.layers])
+        self.borrowed.discard(agent)
+
+    def expect(
+        self, agent: Agent, policy: str, operation: Operation, *, writes: bool | None = None
+    ) -> Outcome:
         """What the model says ``operation`` gives in ``agent``'s data for ``policy``."""
+        if writes is None:
+            writes = getattr(operation, "writes", True)
+        if policy == "ChainMap" and writes:
+            self.own_layer(agent)
         data = self.model[agent][policy]
         if data is None:
             if not self.attached[policy]:
@@ -305,7 +328,7 @@ class PolicyMachine(RuleBasedStateMachine):
             return outcome(operation, agent.views[name])
 
         actual = self.send(agent, lambda: {name: on_view(name) for name in contexts})
-        expected = {name: self.expect(agent, name, operation) for name in contexts}
+        expected = {name: self.expect(agent, name, operation, writes=True) for name in contexts}
         assert expected == actual
 
     def new_agent(self) -> Agent:
@@ -367,6 +390,8 @@ class PolicyMachine(RuleBasedStateMachine):
             await done
 
         self.send(parent, in_callback if from_callback else in_task)
+        if not from_callback and self.attached["ChainMap"]:
+            self.own_layer(parent)  # a task spawning through the factory gets a layer first
         for name in self.contexts:
             data = self.model[parent][name]
             if not self.attached[name]:
@@ -380,6 +405,40 @@ class PolicyMachine(RuleBasedStateMachine):
                 self.model[child][name] = model_root(name)
         return child
 
+    @precondition(lambda self: len(self.model) < MAX_AGENTS)
+    @rule(target=agents, parent=agents, eager=st.booleans())
+    def spawn_without_factory(self, parent: Agent, eager: bool) -> Agent:
+        """``parent`` creates a child with ``asyncio.Task(...)`` (eagerly on 3.12+), as
+        aiohttp does: no task factory runs, the child runs in a copy of its creator's
+        context. It gets what the policy gives by contextvars alone: the creator's mapping
+        under Share(), a shallow copy under Copy() and DeepCopy(), the creator's layers
+        under ChainMap() (a layer of its own on its first write), and nothing where the
+        creator has nothing, attached or not."""
+        child = self.new_agent()
+
+        async def in_task() -> None:
+            loop = asyncio.get_running_loop()
+            if eager and sys.version_info >= (3, 12):
+                child.task = asyncio.Task(child.run(), loop=loop, eager_start=True)
+            else:
+                child.task = asyncio.Task(child.run(), loop=loop)
+
+        self.send(parent, in_task)
+        for name in self.contexts:
+            data = self.model[parent][name]
+            if data is None:
+                self.model[child][name] = None
+            elif name == "Share":
+                self.model[child][name] = data
+            elif name == "ChainMap":
+                assert isinstance(data, LayersModel)
+                self.model[child][name] = LayersModel(data.layers)
+            else:
+                self.model[child][name] = dict(data)
+        if self.model[child]["ChainMap"] is not None:
+            self.borrowed.add(child)
+        return child
+
     @rule(agent=consumes(agents))
     def finish(self, agent: Agent) -> None:
         """The agent's task returns; its data lives on only where others share it."""
@@ -387,6 +446,7 @@ class PolicyMachine(RuleBasedStateMachine):
         assert agent.task is not None
         self.loop.run_until_complete(agent.task)
         del self.model[agent]
+        self.borrowed.discard(agent)
 
     @rule(agent=agents, operation=OPERATIONS, through_view=st.booleans())
     def operate(self, agent: Agent, operation: Op, through_view: bool) -> None:
@@ -408,7 +468,9 @@ class PolicyMachine(RuleBasedStateMachine):
                 name: outcome(lambda _: dict(ctx.data(task)), {})
                 for name, ctx in self.contexts.items()
             }
-            expected = {name: self.expect(agent, name, dict) for name in self.contexts}
+            expected = {
+                name: self.expect(agent, name, dict, writes=True) for name in self.contexts
+            }
             assert expected == actual
 
     @rule(policy=POLICY_NAMES, attach=st.booleans(), agent=st.none() | agents)
