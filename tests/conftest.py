@@ -92,20 +92,21 @@ def skip_if_eager_factory_broken(loop: asyncio.AbstractEventLoop) -> None:
     it (TypeError), and on 3.14 it overrides the factory's eager default, so tasks start
     lazily. Eager tasks are new in 3.12.
     """
-    if sys.version_info < (3, 12):
+    if sys.version_info >= (3, 12):
+        kind = type(loop)
+        if kind not in _EAGER_PROBLEMS:
+            # On a fresh loop of the same kind, in another thread (this one may run a loop).
+            thread = threading.Thread(target=_probe_eager_factory, args=(kind,))
+            thread.start()
+            thread.join()
+        problem = _EAGER_PROBLEMS[kind]
+        if problem is not None:
+            pytest.skip(
+                f"asyncio.eager_task_factory {problem} on {kind.__module__}.{kind.__name__} "
+                "without aiocontext (uvloop passes eager_start=None to task factories)"
+            )
+    else:
         pytest.skip("eager tasks are new in Python 3.12")
-    kind = type(loop)
-    if kind not in _EAGER_PROBLEMS:
-        # On a fresh loop of the same kind, in another thread (this one may run a loop).
-        thread = threading.Thread(target=_probe_eager_factory, args=(kind,))
-        thread.start()
-        thread.join()
-    problem = _EAGER_PROBLEMS[kind]
-    if problem is not None:
-        pytest.skip(
-            f"asyncio.eager_task_factory {problem} on {kind.__module__}.{kind.__name__} "
-            "without aiocontext (uvloop passes eager_start=None to task factories)"
-        )
 
 
 # Typing tests are type-checked by mypy (see mypy.ini), never imported or run.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import attrs
@@ -36,7 +36,7 @@ class TestUnbound:
         registry = ContextRegistry()
         attached: Context[str, int] = Context(registry=registry).attach()
         detached: Context[str, int] = Context(registry=registry)
-        reads = [
+        reads: list[Callable[[Context[str, int]], object]] = [
             lambda ctx: ctx.get("k", 0),
             lambda ctx: "k" in ctx,
             len,
@@ -67,6 +67,7 @@ class TestOwned:
             return len(data), dict(data)
 
         result = await asyncio.Task(child(), loop=asyncio.get_running_loop())
+        assert 2 == len(ctx)
         assert ((2, {"b": 2, "c": 3}), {"a": 1, "b": 2}) == (result, dict(ctx))
         held = [
             value
@@ -117,6 +118,31 @@ class TestChainMapOwnership:
 
         result = await asyncio.Task(inherits(), loop=asyncio.get_running_loop())
         assert ({"a": "task"}, {"a": "task", "b": "inherits"}) == result
+
+
+class TestTwoChainMapContexts:
+    @pytest.mark.asyncio
+    async def test_a_spawn_gives_the_creator_a_layer_in_each(self) -> None:
+        """A task made without the factory that spawns through it gets a layer of its own
+        in every ChainMap() context at once, and its child sees its later writes in each."""
+        registry = ContextRegistry()
+        first: Context[str, str] = Context(ChainMap(), registry=registry).attach()
+        second: Context[str, str] = Context(ChainMap(), registry=registry).attach()
+        first["a"] = second["a"] = "root"
+        go = asyncio.Event()
+
+        async def grandchild() -> tuple[dict[str, str], dict[str, str]]:
+            await go.wait()
+            return dict(first), dict(second)
+
+        async def child() -> tuple[dict[str, str], dict[str, str]]:
+            task = asyncio.create_task(grandchild())
+            first["b"] = second["b"] = "child"
+            go.set()
+            return await task
+
+        seen = await asyncio.Task(child(), loop=asyncio.get_running_loop())
+        assert ({"a": "root", "b": "child"},) * 2 == seen
 
 
 @needs_312

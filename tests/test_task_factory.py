@@ -222,7 +222,7 @@ class TestTaskFactoryWrapperInstall:
                 named.append(name)
                 return asyncio.Task(coro, loop=loop, name=name)
 
-            names = []
+            names: list[str] = []
             for inner in (two_argument_factory, takes_name, RecordingFactory()):
                 wrapper.inner = inner
                 for name in ("given", None):

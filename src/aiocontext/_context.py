@@ -9,7 +9,7 @@ The three public classes name each other in their signatures, so they live in on
   that is replaced, never changed, by each write; under ``Share()`` the tree's one mapping;
   under ``ChainMap()`` layers whose top one only its owning task writes in place.
 * So reads are ``var.get()[key]`` and a ``Copy()`` write is
-  ``var.set({**data, key: value})``. Every task, callback and ``to_thread`` worker runs in a
+  ``data = data.copy(); data[key] = value; var.set(data)``. Every task, callback and ``to_thread`` worker runs in a
   copy of its creator's ``contextvars`` context and therefore starts with exactly its
   creator's data, whether or not the task factory ran (aiohttp creates its tasks with
   ``asyncio.Task(...)`` directly).
@@ -35,7 +35,7 @@ import sys
 import weakref
 from collections.abc import Coroutine, Generator, Iterator, Mapping, MutableMapping
 from types import TracebackType
-from typing import Any, Final, Generic, overload
+from typing import Any, Final, Generic, cast, overload
 
 import attrs
 from typing_extensions import Self, TypeIs, TypeVar
@@ -51,6 +51,7 @@ from ._data import (
     current_task,
     in_own_context,
     mode_of,
+    owner_ref,
 )
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
 from ._key import MISSING, Key
@@ -65,6 +66,7 @@ _T = TypeVar("_T")
 _D = TypeVar("_D")
 
 _get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
 
 
 # -- argument checks ------------------------------------------------------------------------
@@ -364,7 +366,9 @@ class Context(MutableMapping[K, V]):
             data = self._var.get()
             if data is self._unbound:
                 data = self._missing()
-            self._var.set({**data, key: value})
+            data = data.copy()  # a dict's copy() is its fastest copy (cheaper than {**data})
+            data[key] = value
+            self._var.set(data)
         else:
             self._writable()[key] = value
 
@@ -382,8 +386,9 @@ class Context(MutableMapping[K, V]):
     def __contains__(self, key: object, /) -> bool:
         return key in self._var.get()
 
-    def _resolved(self) -> MutableMapping[Any, Any]:
-        """The variable's value for the running code, root data first if it has none."""
+    def _resolved(self) -> Any:
+        """The variable's value for the running code, root data first if it has none (a
+        dict, layers or an ``Owned`` node, by the policy)."""
         data = self._var.get()
         return self._missing() if data is self._unbound else data
 
@@ -391,15 +396,15 @@ class Context(MutableMapping[K, V]):
         """What the running code writes in place (not under Copy(), whose data is replaced)."""
         data = self._resolved()
         if self._mode is SHARE:
-            return data
+            return data  # type: ignore[no-any-return]
         if self._mode is CHAIN:
-            return self._own_layers(data)  # type: ignore[arg-type]
-        return data.mine()  # type: ignore[attr-defined,no-any-return]
+            return self._own_layers(data)
+        return data.mine()  # type: ignore[no-any-return]
 
     def _draft(self) -> MutableMapping[Any, Any]:
         """Where a write goes: under Copy() a new dict that ``_commit`` then stores."""
         if self._mode is COPY:
-            return dict(self._resolved())
+            return self._resolved().copy()  # type: ignore[no-any-return]
         return self._writable()
 
     def _commit(self, data: MutableMapping[Any, Any]) -> None:
@@ -414,10 +419,10 @@ class Context(MutableMapping[K, V]):
         or in a copy of a task's context, never writes a layer another copy can see.
         """
         task = current_task()
-        owner = layers.owner
+        owner = layers.owner()
         if task is not None:
             if owner is PENDING and layers.coro is task.get_coro():
-                layers.owner, layers.coro = task, None  # the factory's task, eagerly started
+                layers.owner, layers.coro = weakref.ref(task), None  # the factory's eager task
                 return layers
             if not in_own_context(task):
                 task = None
@@ -427,7 +432,7 @@ class Context(MutableMapping[K, V]):
             mine = layers_over([dict(layers.maps[0]), *layers.maps[1:]])
         else:
             mine = layers_over([{}, *layers.maps])
-        mine.owner = task
+        mine.owner = owner_ref(task)
         self._var.set(mine)
         return mine
 
@@ -466,8 +471,8 @@ class Context(MutableMapping[K, V]):
         """What the variable holds for new root data owned by ``owner``."""
         root = self._policy.root()
         if self._mode is CHAIN:
-            layers: Layers[Any, Any] = root  # type: ignore[assignment]
-            layers.owner, layers.coro = owner, coro
+            layers = cast("Layers[Any, Any]", root)
+            layers.owner, layers.coro = owner_ref(owner), coro
         elif self._mode is OTHER:
             return Owned(root, owner, self._var, self._policy, coro)
         return root
@@ -616,15 +621,16 @@ class Context(MutableMapping[K, V]):
         data = self._value_of(task)
         if self._mode is COPY:
             return _CopyView(self, task)
-        if self._mode is SHARE or data.owner is task:
+        if self._mode is SHARE or data.owner() is task:
             return data if self._mode is not OTHER else data.data  # type: ignore[no-any-return]
         if self._mode is CHAIN:
-            mine = layers_over([{}, *data.maps])
-            mine.owner = task
-        else:
-            mine = Owned(self._policy.inherit(data.data), task, self._var, self._policy)
-        _task_context(task).run(self._var.set, mine)
-        return mine if self._mode is CHAIN else mine.data  # type: ignore[union-attr,return-value]
+            layers = layers_over([{}, *data.maps])
+            layers.owner = weakref.ref(task)
+            _task_context(task).run(self._var.set, layers)
+            return layers
+        owned = Owned(self._policy.inherit(data.data), task, self._var, self._policy)
+        _task_context(task).run(self._var.set, owned)
+        return owned.data
 
     # -- the rest of the MutableMapping API ---------------------------------------------------
 
@@ -763,9 +769,9 @@ class Context(MutableMapping[K, V]):
     def _own(self) -> Mapping[Any, Any]:
         """The keys the running code holds itself (under ChainMap(), its own layer)."""
         if self._mode is COPY or self._mode is SHARE:
-            return self._resolved()
-        data = self._writable()
-        return data.maps[0] if self._mode is CHAIN else data  # type: ignore[attr-defined,no-any-return]
+            return self._resolved()  # type: ignore[no-any-return]
+        data: Any = self._writable()
+        return data.maps[0] if self._mode is CHAIN else data  # type: ignore[no-any-return]
 
     def snapshot(self) -> dict[K, V]:
         """Return a plain ``dict`` copy of the current task's data.
@@ -907,7 +913,7 @@ class _CopyView(MutableMapping[Any, Any]):
     def _current(self) -> dict[Any, Any]:
         task = self._elsewhere()
         if task is None:
-            return self._context._resolved()  # type: ignore[return-value]
+            return self._context._resolved()  # type: ignore[no-any-return]
         return self._context._value_of(task)  # type: ignore[no-any-return]
 
     def _store(self, data: dict[Any, Any]) -> None:
@@ -921,7 +927,9 @@ class _CopyView(MutableMapping[Any, Any]):
         return self._current()[key]
 
     def __setitem__(self, key: Any, value: Any, /) -> None:
-        self._store({**self._current(), key: value})
+        data = self._current().copy()
+        data[key] = value
+        self._store(data)
 
     def __delitem__(self, key: Any, /) -> None:
         data = dict(self._current())
@@ -1006,10 +1014,14 @@ class TaskFactoryWrapper:
     _detached_plan: tuple[tuple[contextvars.ContextVar[Any], Unbound], ...] = attrs.field(
         default=(), init=False
     )
-    _copies: tuple[tuple[contextvars.ContextVar[Any], Unbound], ...] = attrs.field(
+    # The fast path of ``__call__``: every context's variable and marker, the ChainMap()
+    # ones, and whether only Share(), Copy() and ChainMap() contexts are served.
+    _quick: tuple[tuple[contextvars.ContextVar[Any], Unbound], ...] = attrs.field(
         default=(), init=False
     )
-    _copies_only: bool = attrs.field(default=True, init=False)
+    _chains: tuple[contextvars.ContextVar[Any], ...] = attrs.field(default=(), init=False)
+    _simple: bool = attrs.field(default=True, init=False)
+    _one: tuple[contextvars.ContextVar[Any], Unbound] | None = attrs.field(default=None, init=False)
 
     def __repr__(self) -> str:
         names = ", ".join(repr(ctx) for ctx in self._contexts)
@@ -1088,8 +1100,8 @@ class TaskFactoryWrapper:
                 registry.forget(loop)
             wrapper._registries = ()
             wrapper._contexts = wrapper._detached = ()
-            wrapper._plan = wrapper._detached_plan = wrapper._copies = ()
-            wrapper._copies_only = True
+            wrapper._plan = wrapper._detached_plan = wrapper._quick = wrapper._chains = ()
+            wrapper._simple, wrapper._one = True, None
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> TaskFactoryWrapper | None:
@@ -1118,10 +1130,14 @@ class TaskFactoryWrapper:
                 (ctx._var, _spawn_kind(ctx), ctx.policy, ctx._unbound, ctx._root_value)
                 for ctx in contexts
             )
-            self._copies = tuple((ctx._var, ctx._unbound) for ctx in contexts)
+            self._quick = tuple((ctx._var, ctx._unbound) for ctx in contexts)
+            self._chains = tuple(var for var, kind, _, _, _ in self._plan if kind is CHAIN)
             self._detached_plan = tuple((ctx._var, ctx._unbound) for ctx in self._detached)
-            self._copies_only = not self._detached_plan and all(
-                kind is COPY for _, kind, _, _, _ in self._plan
+            self._simple = not self._detached_plan and all(
+                kind is COPY or kind is SHARE or kind is CHAIN for _, kind, _, _, _ in self._plan
+            )
+            self._one = (
+                self._quick[0] if self._simple and len(self._quick) == 1 and not self._chains else None
             )
 
     def propagates(self, context: Context[Any, Any]) -> bool:
@@ -1155,28 +1171,48 @@ class TaskFactoryWrapper:
                 ``contextvars`` context is then left exactly as it was.
         """
         task: Any  # what the inner factory made: a Task, or whatever Future it returns
-        if kwargs and kwargs.get("context") is not None:
+        one = self._one
+        if one is not None and not kwargs and one[0].get() is not one[1]:
+            # The commonest case, first: one Copy() or Share() context, and the creator has
+            # data. contextvars gives the child its data; there is nothing to do.
+            inner: Any = self._inner
+            task = _Task(coro, loop=loop) if inner is None else inner(loop, coro)
+        elif kwargs and kwargs.get("context") is not None:
             task = self._spawn_in(kwargs["context"], loop, coro, kwargs)
-        elif self._copies_only:
-            # contextvars gives the child its creator's data, unless the creator has none:
-            # then the child gets root data (rule 1).
-            for var, unbound in self._copies:
+        elif self._simple:
+            # Share(), Copy() and ChainMap() contexts only: contextvars gives the child its
+            # creator's data as it is, unless the creator has none (then the child gets root
+            # data, rule 1), or, under ChainMap(), is a task that has no layer of its own yet
+            # (it gets one, so that the child sees its later writes).
+            as_is = True
+            for var, unbound in self._quick:
                 if var.get() is unbound:
-                    task = self._spawn(loop, coro, kwargs)
+                    as_is = False
                     break
+            if as_is and self._chains:
+                creator = _current_task(loop)
+                for var in self._chains:
+                    if var.get().owner() is not creator:
+                        as_is = False
+                        break
+            if not as_is:
+                task = self._spawn(loop, coro, kwargs)
             else:
-                inner: Any = self._inner
-                if inner is not None:
-                    task = inner(loop, coro, **kwargs) if self._named else self._call_inner(loop, coro, kwargs)
-                elif kwargs:
-                    task = _Task(coro, loop=loop, **kwargs)
-                else:
-                    task = _Task(coro, loop=loop)
+                task = self._create(loop, coro, kwargs)
         else:
             task = self._spawn(loop, coro, kwargs)
         if task._source_traceback:
             trim_source_traceback(task._source_traceback, __file__)
         return task  # type: ignore[no-any-return]
+
+    def _create(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
+        """Create the task as the loop would without the wrapper."""
+        inner: Any = self._inner
+        if inner is not None:
+            return inner(loop, coro, **kwargs) if self._named else self._call_inner(loop, coro, kwargs)
+        if kwargs:
+            return _Task(coro, loop=loop, **kwargs)
+        return _Task(coro, loop=loop)
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
         """Create a task that runs in a copy of the caller's ``contextvars`` context."""
@@ -1200,34 +1236,26 @@ class TaskFactoryWrapper:
                     continue
                 parent = root_value(creator)  # a task: it gets its root now (rule 3)
                 adopted.append((var, parent))
-                if kind is SHARE:
-                    children.append((var, parent))
+                if kind is not OTHER:
+                    children.append((var, parent))  # shared, or layers the child reads
                     continue
-                if kind is CHAIN:
-                    child = layers_over([{}, *parent.maps])
-                    child.owner, child.coro = PENDING, coro
-                    pending.append(child)
-                    children.append((var, child))
-                    continue
+
             elif kind is COPY or kind is SHARE:
                 continue  # the child inherits the creator's data as it is
             elif kind is _DEEP:
                 children.append((var, policy.inherit(parent)))
                 continue
             elif kind is CHAIN:
-                # The child gets a layer of its own over the creator's layers. A creating
-                # task writes its own top layer, so that the child sees its later writes:
+                # The child reads its creator's layers until its first write. A creating task
+                # writes its own top layer in place, so that the child sees its later writes:
                 # it gets one now if it has none yet.
                 if creator is PENDING:
                     creator = asyncio.current_task(loop)
-                if creator is not None and parent.owner is not creator and in_own_context(creator):
+                if creator is not None and parent.owner() is not creator and in_own_context(creator):
                     parent = layers_over([{}, *parent.maps])
-                    parent.owner = creator
+                    parent.owner = weakref.ref(creator)
                     adopted.append((var, parent))
-                child = layers_over([{}, *parent.maps])
-                child.owner, child.coro = PENDING, coro
-                pending.append(child)
-                children.append((var, child))
+                    children.append((var, parent))
                 continue
             child = Owned(policy.inherit(parent.mine()), PENDING, var, policy, coro)
             pending.append(child)
@@ -1274,11 +1302,6 @@ class TaskFactoryWrapper:
                 values.append((var, value))
             elif kind is _DEEP:
                 values.append((var, policy.inherit(parent)))
-            elif kind is CHAIN:
-                value = layers_over([{}, *parent.maps])
-                value.owner, value.coro = PENDING, coro
-                pending.append(value)
-                values.append((var, value))
             elif kind is OTHER:
                 value = Owned(policy.inherit(parent.data), PENDING, var, policy, coro)
                 pending.append(value)
@@ -1319,12 +1342,12 @@ class TaskFactoryWrapper:
         return task
 
 
-def _takes_name(factory: object) -> bool:
+def _takes_name(factory: Any) -> bool:
     """Whether ``factory`` accepts a ``name`` keyword (assumed, when it has no signature)."""
     if factory is None:
         return True
     try:
-        parameters = inspect.signature(factory).parameters.values()  # type: ignore[arg-type]
+        parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
         return True
     return any(
@@ -1342,7 +1365,7 @@ def _own(pending: list[Any], task: object) -> None:
     """Make ``task`` the owner of the data made for it (unless its eager step claimed it)."""
     for data in pending:
         if data.owner is PENDING:
-            data.owner, data.coro = task, None
+            data.owner, data.coro = weakref.ref(task), None
 
 
 def _set_each(values: _Values) -> None:

@@ -27,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from collections.abc import Callable, Iterator, MutableMapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Final
 
-from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
+from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share, nobody
 
 __all__ = [
     "CHAIN",
@@ -43,6 +44,7 @@ __all__ = [
     "current_task",
     "in_own_context",
     "mode_of",
+    "owner_ref",
 ]
 
 COPY: Final = "copy"  # Copy() and DeepCopy(): a dict replaced on every write
@@ -60,17 +62,27 @@ def mode_of(policy: PropagationPolicy) -> str:
 
 
 class _Pending:
-    """The owner of data the task factory made for a task it is still creating."""
+    """The owner of data the task factory made for a task it is still creating (called, it
+    returns itself, as the weak references to other owners return their task)."""
 
     __slots__ = ()
 
-    def __repr__(self) -> str:
-        return "<pending>"
+    def __call__(self) -> _Pending:
+        return self
 
 
 PENDING: Final = _Pending()
 
-_get_running_loop = asyncio._get_running_loop  # pyright: ignore[reportPrivateUsage]
+
+def owner_ref(owner: object) -> Callable[[], object]:
+    """What data stores as its owner: a weak reference to a task, or what ``owner`` is."""
+    if owner is None:
+        return nobody
+    if owner is PENDING:
+        return PENDING
+    return weakref.ref(owner)
+
+_get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 
 
@@ -135,11 +147,12 @@ class Unbound(dict[Any, Any]):
         return self.resolve().get(key, default)
 
 
-class Owned(MutableMapping[Any, Any]):
+class Owned(Mapping[Any, Any]):
     """The data of a context with a custom policy: the policy's mapping and its owner.
 
-    The owner is the task the data was made for (``PENDING`` while the task factory is still
-    creating it, with ``coro`` its coroutine). Every access goes through :meth:`mine`: a task
+    Reads of the context's variable see it as a mapping; writes go to :meth:`mine`. The
+    owner is the task the data was made for, held weakly (``PENDING`` while the task
+    factory is still creating it, with ``coro`` its coroutine). Every access goes through :meth:`mine`: a task
     that is not the owner was created without the task factory, and gets
     ``policy.inherit(data)`` of its own at that moment. Code outside tasks (callbacks,
     ``to_thread`` workers) uses the data of the task it runs for.
@@ -156,7 +169,7 @@ class Owned(MutableMapping[Any, Any]):
         coro: object = None,
     ) -> None:
         self.data = data
-        self.owner = owner
+        self.owner = owner_ref(owner)
         self.var = var
         self.policy = policy
         self.coro = coro
@@ -167,11 +180,11 @@ class Owned(MutableMapping[Any, Any]):
     def mine(self) -> MutableMapping[Any, Any]:
         """The mapping the running code reads and writes, made first if it has none yet."""
         task = current_task()
-        owner = self.owner
+        owner = self.owner()
         if owner is task or task is None:
             return self.data
         if owner is PENDING and self.coro is task.get_coro():
-            self.owner, self.coro = task, None  # the factory's task, in its eager first step
+            self.owner, self.coro = weakref.ref(task), None  # the factory's eager task
             return self.data
         child = Owned(self.policy.inherit(self.data), task, self.var, self.policy)
         self.var.set(child)
@@ -179,12 +192,6 @@ class Owned(MutableMapping[Any, Any]):
 
     def __getitem__(self, key: Any, /) -> Any:
         return self.mine()[key]
-
-    def __setitem__(self, key: Any, value: Any, /) -> None:
-        self.mine()[key] = value
-
-    def __delitem__(self, key: Any, /) -> None:
-        del self.mine()[key]
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.mine())

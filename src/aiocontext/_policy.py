@@ -10,12 +10,12 @@ from __future__ import annotations
 import abc
 import collections
 import copy
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["ChainMap", "Copy", "DeepCopy", "Layers", "PropagationPolicy", "Share", "layers_over"]
+__all__ = ["ChainMap", "Copy", "DeepCopy", "Layers", "PropagationPolicy", "Share", "layers_over", "nobody"]
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -24,9 +24,14 @@ def layers_over(maps: list[MutableMapping[_K, _V]]) -> Layers[_K, _V]:
     """Layers made of ``maps`` (the list itself, not a copy), the first one on top."""
     layers: Layers[_K, _V] = Layers.__new__(Layers)  # pyright: ignore[reportUnknownVariableType]
     layers.maps = maps
-    layers.owner = None
+    layers.owner = nobody
     layers.coro = None
     return layers
+
+
+def nobody() -> None:
+    """The owner of data made by code outside tasks (owners are called: see ``Layers``)."""
+    return None
 
 
 class Layers(collections.ChainMap[_K, _V]):
@@ -35,17 +40,18 @@ class Layers(collections.ChainMap[_K, _V]):
     ``collections.ChainMap`` raises and catches a ``KeyError`` for each layer that misses;
     with a layer per task generation, that made reads in deep task trees slow.
 
-    ``owner`` is the task whose own layer ``maps[0]`` is (``None``: code outside tasks, whose
-    layer is never written in place); ``coro`` the coroutine of a task the factory is still
+    ``owner()`` is the task whose own layer ``maps[0]`` is (``None``: code outside tasks, whose
+    layer is never written in place; ``owner`` is a weak reference, so that a task and its
+    data form no reference cycle); ``coro`` the coroutine of a task the factory is still
     creating, which claims the layers on its first write (see ``_context``).
     """
 
-    owner: object
+    owner: Callable[[], object]
     coro: object
 
     def __init__(self, *maps: MutableMapping[_K, _V]) -> None:
         super().__init__(*maps)
-        self.owner = None
+        self.owner = nobody
         self.coro = None
 
     def __getitem__(self, key: _K) -> _V:

@@ -20,27 +20,44 @@ non-ASCII, too long, the header given twice) is replaced by a new id and never e
 How the request's data is scoped: the middleware gives each request a private copy of the
 data of the code that runs it, with the id added, for as long as the handler runs (a
 ``ctx.restore(...)`` block); on the way out the previous data comes back, so nothing the
-request wrote leaks into the next request of a keep-alive connection. It does not simply
-write the id into the current data with ``ctx.bound(...)``: on Python 3.12+, aiohttp 3.10+
-creates its connection and request tasks with ``asyncio.Task(..., eager_start=True)``,
-bypassing the loop's task factory, so those tasks share their creator's mapping. On uvloop
-every connection's creator is the server's task: all requests would write into one mapping,
-and concurrent requests would see each other's ids.
+request wrote leaks into the next request of a keep-alive connection. On Python 3.12+
+aiohttp 3.10+ creates its connection and request tasks with ``asyncio.Task(...,
+eager_start=True)``, bypassing the loop's task factory; under ``Copy()``, ``DeepCopy()`` and
+``ChainMap()`` such tasks are isolated by ``contextvars`` anyway, but under ``Share()`` every
+request of the server would write into one mapping, and older aiohttp serves a keep-alive
+connection's requests in one task: the ``restore()`` block keeps each request's data its
+own under every policy and version.
+
+Across services: :func:`client_trace_config` makes an :class:`aiohttp.ClientSession` send the
+chosen context keys on every request (``X-Request-ID``, or W3C ``baggage``: see
+:mod:`aiocontext.propagation`), and ``propagator=`` makes the middleware read them back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import types
 from typing import Any, Final
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from typing_extensions import TypeIs
 
 from ._context import Context
+from ._integration import check_propagator
 from ._key import Key
 from ._request_id import is_valid, new_request_id
+from .propagation import Propagator
 
-__all__ = ["HEADER", "KEY", "get_request_id", "request_id_middleware", "setup"]
+__all__ = [
+    "HEADER",
+    "KEY",
+    "client_trace_config",
+    "get_request_id",
+    "request_id_middleware",
+    "setup",
+]
 
 HEADER: Final = "X-Request-ID"
 """The default header read from requests and written to responses."""
@@ -53,13 +70,23 @@ KEY: Final = "request_id"
 _STORAGE_KEY: Final[Any] = (
     web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "aiocontext.request_id"
 )
+# The propagator's headers to put on the response, when the middleware has one.
+_REPLY_KEY: Final[Any] = (
+    web.RequestKey("aiocontext_reply", dict[str, str])
+    if hasattr(web, "RequestKey")
+    else "aiocontext.reply"
+)
 
 
 def _is_context(value: object) -> TypeIs[Context[Any, Any]]:
     return isinstance(value, Context)
 
 
-def _check(context: object, header: object, key: object) -> Context[Any, Any]:
+def _check(
+    context: object, header: object, key: object, propagator: object = None
+) -> Context[Any, Any]:
+    if propagator is not None:
+        check_propagator(propagator)
     if not _is_context(context):
         raise TypeError(
             f"context must be an aiocontext.Context, got {type(context).__name__} {context!r}"
@@ -100,6 +127,7 @@ def request_id_middleware(
     header: str = HEADER,
     key: str | Key[str] = KEY,
     response_header: bool = True,
+    propagator: Propagator | None = None,
 ) -> Middleware:
     """Return an aiohttp middleware that runs each request with its id in ``context``.
 
@@ -116,18 +144,26 @@ def request_id_middleware(
     context attached to the server's loop (``ctx.attach()`` in an ``on_startup`` handler,
     or a loop made by :func:`aiocontext.loop_factory`).
 
+    With a ``propagator`` (say ``Propagator({context: ["request_id", "tenant"]},
+    codec=Baggage())``), the request's data also gets the valid values the propagator finds
+    in the request's headers (each other context of the propagator gets them as its data for
+    the request), the id comes from there when ``header`` has none, and with
+    ``response_header`` the response carries them back, re-encoded (never the raw header),
+    in headers the handler did not set.
+
     Args:
         context: The context to put the id in.
         header: The request and response header holding the id.
         key: The context key to store the id under: a ``str`` or a ``Key[str]``.
         response_header: Whether to set ``header`` on the response.
+        propagator: Also read (and echo) these keys, in this format.
 
     Returns:
         A new-style (``@web.middleware``) middleware for ``web.Application(middlewares=...)``.
 
     Raises:
-        TypeError: ``context`` is not a Context, ``header`` not a non-empty ``str``, or
-            ``key`` neither a ``str`` nor a ``Key``.
+        TypeError: ``context`` is not a Context, ``header`` not a non-empty ``str``,
+            ``key`` neither a ``str`` nor a ``Key``, or ``propagator`` not a Propagator.
 
     The middleware itself raises :class:`~aiocontext.TaskContextError` (and aiohttp answers
     500) when the context is not attached to the server's loop.
@@ -138,25 +174,41 @@ def request_id_middleware(
         >>> request_context = Context(name="request")
         >>> app = web.Application(middlewares=[request_id_middleware(request_context)])
     """
-    context = _check(context, header, key)
+    context = _check(context, header, key, propagator)
 
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.getall(header, ())
-        value = incoming[0] if len(incoming) == 1 and is_valid(incoming[0]) else new_request_id()
+        others = {} if propagator is None else propagator.extract(request.headers)
+        own = others.pop(context, {})
+        value = incoming[0] if len(incoming) == 1 and is_valid(incoming[0]) else own.get(key)
+        if not isinstance(value, str) or not is_valid(value):
+            value = new_request_id()
+        own[key] = value
         request[_STORAGE_KEY] = value
-        with context.restore({**context.snapshot(), key: value}):
+        with context.restore({**context.snapshot(), **own}), contextlib.ExitStack() as stack:
+            for other, data in others.items():
+                stack.enter_context(other.restore(data))
+            reply = {} if propagator is None or not response_header else propagator.encode()
+            request[_REPLY_KEY] = reply
             try:
                 response = await handler(request)
             except web.HTTPException as error:
                 if response_header:
-                    error.headers[header] = value
+                    _set_headers(error.headers, value, header, reply)
                 raise
         if response_header and not response.prepared:
-            response.headers[header] = value
+            _set_headers(response.headers, value, header, reply)
         return response
 
     return request_id
+
+
+def _set_headers(headers: Any, value: str, header: str, reply: dict[str, str]) -> None:
+    """Set the id header, and the propagator's headers the response does not have."""
+    headers[header] = value
+    for name, text in reply.items():
+        headers.setdefault(name, text)
 
 
 def setup(
@@ -166,6 +218,7 @@ def setup(
     header: str = HEADER,
     key: str | Key[str] = KEY,
     response_header: bool = True,
+    propagator: Propagator | None = None,
 ) -> None:
     """Give every request of ``app`` its id in ``context``.
 
@@ -191,6 +244,7 @@ def setup(
         header: The request and response header holding the id.
         key: The context key to store the id under: a ``str`` or a ``Key[str]``.
         response_header: Whether to set ``header`` on responses.
+        propagator: Also read (and echo) these keys, as :func:`request_id_middleware` does.
 
     Raises:
         TypeError: As for :func:`request_id_middleware`.
@@ -206,7 +260,7 @@ def setup(
         (1, True)
     """
     middleware = request_id_middleware(
-        context, header=header, key=key, response_header=response_header
+        context, header=header, key=key, response_header=response_header, propagator=propagator
     )
 
     async def attach(app: web.Application) -> None:
@@ -219,6 +273,47 @@ def setup(
         async def set_header(request: web.Request, response: web.StreamResponse) -> None:
             value = request.get(_STORAGE_KEY)
             if value is not None:
-                response.headers[header] = value
+                _set_headers(response.headers, value, header, request.get(_REPLY_KEY, {}))
 
         app.on_response_prepare.append(set_header)
+
+
+def client_trace_config(propagator: Propagator) -> aiohttp.TraceConfig:
+    """Return a :class:`aiohttp.TraceConfig` that adds ``propagator``'s headers to requests.
+
+    Give it to a session, ``aiohttp.ClientSession(trace_configs=[client_trace_config(p)])``,
+    and every request it sends (redirects included) carries the context keys of the code
+    sending it, encoded by the propagator (``X-Request-ID``, W3C ``baggage``, ...). A header
+    the request already has, from the call or the session's default headers, is never
+    replaced; code with no data sends none. It works with every aiohttp 3.9+.
+
+    Args:
+        propagator: Which keys travel, in which format.
+
+    Returns:
+        A frozen trace config.
+
+    Raises:
+        TypeError: ``propagator`` is not a Propagator.
+
+    Example:
+        >>> from aiocontext import Context
+        >>> from aiocontext.propagation import Propagator
+        >>> request = Context(name="request")
+        >>> trace_config = client_trace_config(Propagator({request: ["request_id"]}))
+        >>> len(trace_config.on_request_start)
+        1
+    """
+    inject = check_propagator(propagator).inject
+
+    async def on_request_start(
+        session: aiohttp.ClientSession,
+        trace_config_ctx: types.SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        inject(params.headers)
+
+    trace_config = aiohttp.TraceConfig()
+    trace_config.on_request_start.append(on_request_start)
+    trace_config.freeze()
+    return trace_config

@@ -27,6 +27,12 @@ For each ``http`` and ``websocket`` connection it:
    ``websocket.accept`` and a WebSocket denial response), replacing any such header the
    application set.
 
+With ``propagator=`` (a :class:`~aiocontext.propagation.Propagator`, say for W3C
+``baggage``), the request's data also holds the valid values of the propagator's keys found
+in the request's headers (each other context of the propagator gets them as its data), the
+id comes from there when the id header has none, and the response carries them back,
+re-encoded, in headers the application did not set.
+
 ``lifespan`` and other scope types go to the application untouched.
 
 The context must be attached to the loop the server runs the application on, for the tasks
@@ -53,6 +59,7 @@ run ``asyncio.run(server.serve(), loop_factory=loop_factory(request))`` yourself
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -60,8 +67,10 @@ from typing import Any, Final, TypeAlias
 
 from ._context import Context
 from ._errors import EventLoopError
+from ._integration import check_propagator, header_pairs
 from ._key import Key
 from ._request_id import is_valid, new_request_id
+from .propagation import Propagator
 
 __all__ = ["ASGIApp", "Message", "Receive", "RequestIdMiddleware", "Scope", "Send"]
 
@@ -125,10 +134,12 @@ class RequestIdMiddleware:
             stored in ``scope["state"]`` under this name (a ``Key``'s ``name``), so it is
             ``request.state.request_id`` by default.
         response_header: Whether to set ``header`` on the response.
+        propagator: Also read these keys from the request's headers (and echo them in the
+            response), in the propagator's format.
 
     Raises:
-        TypeError: ``app`` is not callable, ``context`` is not a Context, or ``key`` is
-            neither a string nor a Key.
+        TypeError: ``app`` is not callable, ``context`` is not a Context, ``key`` is
+            neither a string nor a Key, or ``propagator`` is not a Propagator.
         ValueError: ``header`` is not a valid HTTP header name.
 
     Example:
@@ -151,7 +162,15 @@ class RequestIdMiddleware:
         ([(b'x-request-id', b'req-42')], b'handled req-42')
     """
 
-    __slots__ = ("_app", "_context", "_header", "_key", "_last_loop", "_response_header")
+    __slots__ = (
+        "_app",
+        "_context",
+        "_header",
+        "_key",
+        "_last_loop",
+        "_propagator",
+        "_response_header",
+    )
 
     def __init__(
         self,
@@ -161,6 +180,7 @@ class RequestIdMiddleware:
         header: str = "x-request-id",
         key: str | Key[str] = "request_id",
         response_header: bool = True,
+        propagator: Propagator | None = None,
     ) -> None:
         if not callable(app):
             raise TypeError(
@@ -177,6 +197,7 @@ class RequestIdMiddleware:
                 f"key must be a str or an aiocontext.Key[str], such as 'request_id', "
                 f"got {type(key).__name__} {key!r}"
             )
+        self._propagator = None if propagator is None else check_propagator(propagator)
         self._app = app
         self._context = context
         self._header = _header_name(header)
@@ -188,7 +209,9 @@ class RequestIdMiddleware:
         return (
             f"RequestIdMiddleware(app={self._app!r}, context={self._context!r}, "
             f"header={self._header.decode('ascii')!r}, key={self._key!r}, "
-            f"response_header={self._response_header!r})"
+            f"response_header={self._response_header!r}"
+            + ("" if self._propagator is None else f", propagator={self._propagator!r}")
+            + ")"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -210,15 +233,28 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self._app(scope, receive, send)
             return
-        request_id = self._incoming(scope.get("headers", ()))
+        headers = scope.get("headers", ())
+        key = self._key
+        propagator = self._propagator
+        if propagator is None:
+            own: dict[Any, Any] = {}
+            others: dict[Context[Any, Any], dict[Any, Any]] = {}
+            request_id = self._incoming(headers)
+        else:
+            others = propagator.extract(header_pairs(headers))
+            own = others.pop(self._context, {})
+            request_id = self._incoming(headers, own.get(key))
+        own[key] = request_id
         # ASGI: a middleware changing the scope gives the app a copy. ``state`` is the
         # request's own namespace (a per-request copy of the lifespan state), shared on purpose.
         scope = dict(scope)
-        key = self._key
         scope.setdefault("state", {})[key if isinstance(key, str) else key.name] = request_id
-        if self._response_header:
-            send = self._sender(send, request_id)
-        with self._context.restore({key: request_id}):
+        with self._context.restore(own), contextlib.ExitStack() as stack:
+            for other, data in others.items():
+                stack.enter_context(other.restore(data))
+            if self._response_header:
+                reply = {} if propagator is None else propagator.encode()
+                send = self._sender(send, request_id, reply)
             await self._app(scope, receive, send)
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -227,24 +263,37 @@ class RequestIdMiddleware:
             self._context.attach(loop)
         self._last_loop = weakref.ref(loop)
 
-    def _incoming(self, headers: Iterable[tuple[bytes, bytes]]) -> str:
-        """The request's id: the first ``header`` if it is valid, else a new one."""
+    def _incoming(self, headers: Iterable[tuple[bytes, bytes]], fallback: object = None) -> str:
+        """The request's id: the first ``header`` if it is valid, else ``fallback`` if it is
+        (the propagator's value), else a new one."""
         name = self._header
         for header, value in headers:
             if header.lower() == name:
                 request_id = value.decode("latin-1")
-                return request_id if is_valid(request_id) else new_request_id()
+                if is_valid(request_id):
+                    return request_id
+                break
+        if isinstance(fallback, str) and is_valid(fallback):
+            return fallback
         return new_request_id()
 
-    def _sender(self, send: Send, request_id: str) -> Send:
-        """Wrap ``send`` to set the id header on the response's first message."""
+    def _sender(self, send: Send, request_id: str, reply: dict[str, str]) -> Send:
+        """Wrap ``send`` to set the id header (and ``reply``'s headers the application did not
+        set) on the response's first message."""
         name = self._header
         ours = (name, request_id.encode("latin-1"))
+        extra = [
+            (header.lower().encode("latin-1"), value.encode("latin-1"))
+            for header, value in reply.items()
+            if header.lower().encode("latin-1") != name
+        ]
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] in _RESPONSE_STARTS:
                 headers = [item for item in message.get("headers", ()) if item[0].lower() != name]
+                present = {item[0].lower() for item in headers}
                 headers.append(ours)
+                headers.extend(item for item in extra if item[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

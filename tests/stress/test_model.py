@@ -12,7 +12,8 @@ for each agent and context, either ``None`` (no data) or a model mapping. ``Shar
 children hold the parent's very model dict, ``Copy()`` a ``dict(...)`` of it (values are
 ints and lists, so lists stay shared, as a shallow copy shares them), ``DeepCopy()`` a
 ``copy.deepcopy``, ``ChainMap()`` a :class:`LayersModel` with a new layer over the
-parent's layers. The model also follows the rules on data's origin: a task with no data
+parent's layers (made on the child's first write, so it reads the parent's layers until then;
+a task that spawns through the factory first gets a layer of its own). The model also follows the rules on data's origin: a task with no data
 gets the policy's root on first access where the context is attached, and
 ``TaskContextError`` where it is not (rules 4 and 6); a running task spawning before it
 touched a context gets its root first, a callback does not (rules 1 and 3); after
@@ -133,7 +134,7 @@ def model_inherit(policy: str, parent: MutableMapping[str, Any]) -> MutableMappi
     if policy == "DeepCopy":
         return copy.deepcopy(parent)
     assert isinstance(parent, LayersModel)
-    return LayersModel([{}, *parent.layers])
+    return LayersModel(parent.layers)  # the parent's layers: a new one on the first write
 
 
 def outcome(operation: Operation, mapping: MutableMapping[str, Any]) -> Outcome:
@@ -403,6 +404,9 @@ class PolicyMachine(RuleBasedStateMachine):
                 self.model[child][name] = model_inherit(name, data)
             else:  # a callback is not a running task: the child gets a root of its own
                 self.model[child][name] = model_root(name)
+                continue
+            if name == "ChainMap":
+                self.borrowed.add(child)  # it reads the parent's layers until it writes
         return child
 
     @precondition(lambda self: len(self.model) < MAX_AGENTS)

@@ -1,0 +1,468 @@
+"""``aiocontext.propagation``: the two header formats, key selection, inject/extract/restore."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from aiocontext import Context, ContextRegistry, Key, loop_factory
+from aiocontext.propagation import (
+    BAGGAGE_HEADER,
+    MAX_BAGGAGE_BYTES,
+    MAX_BAGGAGE_MEMBERS,
+    Baggage,
+    Field,
+    HeaderCodec,
+    Propagator,
+    RequestIdHeader,
+    ValueCodec,
+    field,
+    header_values,
+)
+
+ATTEMPT = Key[int]("attempt")
+USER = Key[str]("user")
+INT = ValueCodec(str, int)
+
+
+def new_context(name: str = "request") -> Context[Any, Any]:
+    """A context of the test's own."""
+    return Context(name=name, registry=ContextRegistry())
+
+
+# Every character class a baggage value may hold: the plain octets, the ASCII characters that
+# must be percent-encoded (space, '"', ',', ';', '\\', '%'), and non-ASCII text of every UTF-8
+# length. Only control characters are refused.
+PLAIN = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%')
+ESCAPED = ' ",;\\%'
+NON_ASCII = "é€😀\u00a0\u2028\ufeff"  # 2, 3 and 4 UTF-8 bytes; no-break and separator spaces
+VALUE_CHARS = st.characters(
+    blacklist_categories=("Cc", "Cs"),  # control characters; lone surrogates cannot be UTF-8
+)
+
+
+class TestHeaderValues:
+    def test_plain_mapping_is_read_case_insensitively(self) -> None:
+        """A plain dict's keys match the name in any case, every match counted."""
+        assert ["1", "2"] == header_values({"Baggage": "1", "BAGGAGE": "2", "x": "3"}, "baggage")
+
+    def test_multidicts_give_every_value(self) -> None:
+        """aiohttp's multidicts and httpx's headers give each value of a repeated header."""
+        multi = CIMultiDict([("baggage", "a=1"), ("Baggage", "b=2")])
+        assert ["a=1", "b=2"] == header_values(multi, "BAGGAGE")
+        headers = httpx.Headers([("baggage", "a=1"), ("baggage", "b=2")])
+        assert ["a=1", "b=2"] == header_values(headers, "Baggage")
+
+
+class TestRequestIdHeader:
+    def test_round_trip(self) -> None:
+        """A valid id goes into the header and comes back."""
+        codec = RequestIdHeader()
+        assert {"X-Request-ID": "r-1.a:b+c=d/e_f"} == codec.encode(
+            {"request_id": "r-1.a:b+c=d/e_f"}
+        )
+        assert {"request_id": "r-1"} == codec.decode({"x-request-id": "r-1"})
+
+    @pytest.mark.parametrize(
+        "value",
+        ["", "a b", "-leading", "x" * 129, "r\n1", "r\x001", "é", "a,b", '"quoted"'],
+        ids=repr,
+    )
+    def test_invalid_ids_are_neither_sent_nor_accepted(self, value: str) -> None:
+        """An id the middlewares would refuse is not sent, and not accepted."""
+        codec = RequestIdHeader()
+        assert {} == codec.encode({"request_id": value})
+        assert {} == codec.decode({"X-Request-ID": value})
+
+    def test_the_longest_id_passes(self) -> None:
+        """128 characters is the limit, included."""
+        assert {"request_id": "x" * 128} == RequestIdHeader().decode({"X-Request-ID": "x" * 128})
+
+    def test_a_repeated_header_is_refused(self) -> None:
+        """Two values for the id: neither is trusted."""
+        assert {} == RequestIdHeader().decode(
+            CIMultiDict([("X-Request-ID", "a"), ("X-Request-ID", "b")])
+        )
+
+    def test_missing_value_sends_nothing(self) -> None:
+        """No value, no header."""
+        assert {} == RequestIdHeader().encode({})
+
+    @pytest.mark.parametrize("header", ["", "a b", "x\n", 1], ids=repr)
+    def test_bad_header_name(self, header: Any) -> None:
+        """A header name that is not a token is refused, saying what a name is."""
+        with pytest.raises(ValueError, match="HTTP header name"):
+            RequestIdHeader(header)
+
+    def test_headers(self) -> None:
+        """The header it writes."""
+        assert ("X-Trace",) == RequestIdHeader("X-Trace").headers
+
+
+class TestBaggage:
+    def test_every_character_class_round_trips(self) -> None:
+        """Plain octets travel as they are, the rest percent-encoded as UTF-8, and all of
+        them decode back to the same text."""
+        codec = Baggage()
+        values = {"plain": PLAIN, "escaped": ESCAPED, "non_ascii": NON_ASCII, "empty": ""}
+        headers = codec.encode(values)
+        assert f"plain={PLAIN}" == headers[BAGGAGE_HEADER].split(",")[0]
+        assert "escaped=%20%22%2C%3B%5C%25" == headers[BAGGAGE_HEADER].split(",")[1]
+        assert all(32 < ord(char) < 127 for char in headers[BAGGAGE_HEADER])
+        assert values == codec.decode(headers)
+
+    @given(
+        st.dictionaries(
+            st.from_regex(r"[A-Za-z0-9_.*-]{1,12}", fullmatch=True),
+            st.text(VALUE_CHARS, max_size=30),
+            max_size=8,
+        )
+    )
+    def test_round_trip_of_any_text(self, values: dict[str, str]) -> None:
+        """Any text without control characters round-trips, under any token key."""
+        codec = Baggage()
+        assert values == codec.decode(codec.encode(values))
+
+    def test_spec_examples(self) -> None:
+        """The W3C examples: whitespace around members and '=', properties ignored,
+        percent-encoded values decoded."""
+        codec = Baggage()
+        header = "key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue"
+        assert {"key1": "value1", "key2": "value2", "key3": "value3"} == codec.decode(
+            {"baggage": header}
+        )
+        assert {
+            "userId": "Amélie",
+            "serverNode": "DF 28",
+            "isProduction": "false",
+        } == codec.decode({"baggage": "userId=Am%C3%A9lie,serverNode=DF%2028,isProduction=false"})
+
+    @pytest.mark.parametrize(
+        ("header", "expected"),
+        [
+            ("k=a=b", {"k": "a=b"}),  # "=" is a plain octet in a value
+            ("\tk\t=\tv\t", {"k": "v"}),  # tabs are whitespace too
+            ("k=", {"k": ""}),  # an empty value
+            ("k=v;p;q=r=s", {"k": "v"}),
+            ("K=1,k=2", {"K": "1", "k": "2"}),  # keys are case-sensitive
+            ("k=%e2%82%ac", {"k": "€"}),  # lowercase hex digits
+        ],
+        ids=repr,
+    )
+    def test_edge_cases(self, header: str, expected: dict[str, str]) -> None:
+        """The grammar's corners: what is valid is read as the spec says."""
+        assert expected == Baggage().decode({"baggage": header})
+
+    def test_empty_elements_do_not_count_as_members(self) -> None:
+        """180 members behind 200 empty list elements are all read."""
+        header = "," * 200 + ",".join(f"k{n}=v" for n in range(MAX_BAGGAGE_MEMBERS))
+        assert MAX_BAGGAGE_MEMBERS == len(Baggage().decode({"baggage": header}))
+
+    def test_repeated_headers_are_one_list(self) -> None:
+        """Several baggage headers are read as one list, in order; the first of a key wins."""
+        carrier = CIMultiDict([("baggage", "a=1,b=2"), ("baggage", "a=3,c=4")])
+        assert {"a": "1", "b": "2", "c": "4"} == Baggage().decode(carrier)
+
+    @pytest.mark.parametrize(
+        "member",
+        [
+            "no_equals",
+            "=value",
+            "bad key=v",
+            "k\x01=v",
+            "k=a b",
+            'k="quoted"',
+            "k=back\\slash",
+            "k=%",
+            "k=%4",
+            "k=%ZZ",
+            "k=%C3",  # a truncated UTF-8 sequence
+            "k=%FF",
+            "k=%0A",  # a newline, once decoded: could forge a log line
+            "k=%7F",
+            "k=%C2%85",  # NEL, a C1 control character
+            "k=é",  # raw non-ASCII is not a baggage octet
+            "k=v;bad property=1",
+            "k=v;p=a b",
+            "k=v;",
+        ],
+        ids=repr,
+    )
+    def test_malformed_members_are_dropped(self, member: str) -> None:
+        """A malformed member is dropped, and only it: its neighbours are kept."""
+        assert {"a": "1", "z": "2"} == Baggage().decode({"baggage": f"a=1,{member},z=2"})
+
+    def test_empty_members_are_skipped(self) -> None:
+        """Empty list elements (``a=1,,b=2``, a trailing comma) are ignored."""
+        assert {"a": "1", "b": "2"} == Baggage().decode({"baggage": " , a=1,,b=2,"})
+
+    def test_no_header(self) -> None:
+        """No baggage header, no values; none either from an empty one."""
+        assert {} == Baggage().decode({})
+        assert {} == Baggage().decode({"baggage": ""})
+
+    def test_members_past_180_are_dropped(self) -> None:
+        """1,000 members: the first 180 are read, the rest dropped."""
+        header = ",".join(f"k{n}={n}" for n in range(1000))
+        decoded = Baggage().decode({"baggage": header})
+        assert MAX_BAGGAGE_MEMBERS == len(decoded)
+        assert {f"k{n}": str(n) for n in range(MAX_BAGGAGE_MEMBERS)} == decoded
+
+    def test_bytes_past_8192_are_dropped(self) -> None:
+        """Members are read while they end within the first 8,192 bytes."""
+        first = "a=" + "x" * (MAX_BAGGAGE_BYTES - 2 - 4)  # with ",b=1": exactly 8,192 bytes
+        assert {"a": first[2:], "b": "1"} == Baggage().decode({"baggage": f"{first},b=1,c=2"})
+        assert {} == Baggage().decode({"baggage": "a=" + "x" * 10_000})
+
+    def test_encode_leaves_out_what_does_not_fit(self) -> None:
+        """Writing: a member that would pass 8,192 bytes is left out, smaller ones after it
+        are kept, and no more than 180 members are written."""
+        codec = Baggage()
+        header = codec.encode({"a": "1", "big": "x" * MAX_BAGGAGE_BYTES, "b": "2"})[BAGGAGE_HEADER]
+        assert "a=1,b=2" == header
+        many = codec.encode({f"k{n}": "v" for n in range(300)})[BAGGAGE_HEADER]
+        assert MAX_BAGGAGE_MEMBERS == len(many.split(","))
+        exact = codec.encode({"a": "x" * (MAX_BAGGAGE_BYTES - 2)})[BAGGAGE_HEADER]
+        assert MAX_BAGGAGE_BYTES == len(exact)
+
+    def test_encode_leaves_out_unsafe_text(self) -> None:
+        """Control characters and lone surrogates are never written."""
+        assert {} == Baggage().encode({"a": "line\nbreak", "b": "\ud800"})
+
+    def test_bad_key_names_are_refused(self) -> None:
+        """A name that cannot be a baggage key is refused when the propagator is made."""
+        with pytest.raises(ValueError, match="cannot be a baggage key"):
+            Propagator({new_context(): ["user id"]}, codec=Baggage())
+
+    def test_headers(self) -> None:
+        """The header it writes."""
+        assert ("baggage",) == Baggage().headers
+
+
+class TestField:
+    def test_names(self) -> None:
+        """The wire name is the key, a Key's name, or the name given."""
+        assert "request_id" == field("request_id").name
+        assert "user" == field(USER).name
+        assert "n" == field(ATTEMPT, codec=INT, name="n").name
+        assert Field(ATTEMPT, "attempt", INT) == field(ATTEMPT, codec=INT)
+
+    @pytest.mark.parametrize(
+        ("arguments", "message"),
+        [
+            ({"key": 1}, "a field's key must be a str or an aiocontext.Key, got int"),
+            ({"key": "a", "codec": int}, "codec must be an aiocontext.propagation.ValueCodec"),
+            ({"key": "a", "name": 1}, "name must be a str, got int"),
+        ],
+    )
+    def test_bad_arguments(self, arguments: dict[str, Any], message: str) -> None:
+        """Bad arguments raise TypeError saying what to pass."""
+        with pytest.raises(TypeError, match=message):
+            field(**arguments)
+
+    def test_non_str_value_without_codec_is_refused(self) -> None:
+        """A non-str value of a key with no codec raises when it would be sent, saying to
+        give the key a codec."""
+        request = new_context()
+        propagator = Propagator({request: ["attempt"]})
+        with (
+            request.restore({"attempt": 3}),
+            pytest.raises(TypeError, match="Give the key a codec"),
+        ):
+            propagator.encode()
+
+    def test_codec_returning_non_str(self) -> None:
+        """A codec whose encode gives no str is a bug, reported as such."""
+        request = new_context()
+
+        def not_text(n: int) -> Any:  # a buggy encode, returning the int
+            return n
+
+        propagator = Propagator({request: [field(ATTEMPT, codec=ValueCodec(not_text, int))]})
+        with request.restore({ATTEMPT: 3}), pytest.raises(TypeError, match="not a str"):
+            propagator.encode()
+
+
+class TestPropagator:
+    def test_inject_extract_restore_with_typed_keys(self) -> None:
+        """Several contexts, str keys, Key[str] and a Key[int] with a codec: injected into a
+        carrier and restored from it, each context with exactly its own values."""
+        request, tenant = new_context(), new_context("tenant")
+        propagator = Propagator(
+            {request: ["request_id", USER, field(ATTEMPT, codec=INT)], tenant: ["tenant"]},
+            codec=Baggage(),
+        )
+        carrier: dict[str, str] = {}
+        with (
+            request.restore({"request_id": "r-1", USER: "zoë", ATTEMPT: 2, "private": "x"}),
+            tenant.restore({"tenant": "acme"}),
+        ):
+            propagator.inject(carrier)
+        assert {"baggage": "request_id=r-1,user=zo%C3%AB,attempt=2,tenant=acme"} == carrier
+        with request.restore({"stale": 1}), propagator.restore(carrier):
+            assert {"request_id": "r-1", USER: "zoë", ATTEMPT: 2} == dict(request)
+            assert {"tenant": "acme"} == dict(tenant)
+        assert (request, tenant) == propagator.contexts
+        assert ("baggage",) == propagator.headers
+
+    def test_restore_puts_back_what_was_there(self) -> None:
+        """After the block, each context has its previous data again."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id"]})
+        with request.restore({"request_id": "outer"}):
+            with propagator.restore({"X-Request-ID": "inner"}):
+                assert {"request_id": "inner"} == dict(request)
+            assert {"request_id": "outer"} == dict(request)
+
+    def test_undecodable_typed_value_is_dropped(self) -> None:
+        """A value the key's codec refuses is dropped."""
+        request = new_context()
+        propagator = Propagator(
+            {
+                request: [field(ATTEMPT, codec=INT)],
+            },
+            codec=Baggage(),
+        )
+        assert {request: {}} == propagator.extract({"baggage": "attempt=many"})
+        assert {request: {ATTEMPT: 7}} == propagator.extract({"baggage": "attempt=7"})
+
+    def test_unknown_members_are_ignored(self) -> None:
+        """Only the chosen keys are taken from the carrier."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id"]}, codec=Baggage())
+        assert {request: {"request_id": "r"}} == propagator.extract(
+            {"baggage": "request_id=r,admin=true"}
+        )
+        assert {request: {}} == propagator.extract({"baggage": "admin=true"})
+
+    def test_inject_never_replaces_a_header(self) -> None:
+        """A header the carrier has, in any case, is left as it is."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id"]})
+        carrier = {"x-request-id": "callers"}
+        with request.restore({"request_id": "ours"}):
+            propagator.inject(carrier)
+        assert {"x-request-id": "callers"} == carrier
+
+    def test_no_data_sends_nothing(self) -> None:
+        """Code where the context has no data (no task, no loop) sends no header."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id"]})
+        carrier: dict[str, str] = {}
+        propagator.inject(carrier)
+        assert {} == carrier
+        with request.restore({}):
+            assert {} == propagator.encode()
+
+    @pytest.mark.asyncio
+    async def test_in_tasks(self) -> None:
+        """In a task, the task's data is sent; a restore block's data reaches child tasks."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id"]})
+        request.attach()
+        try:
+            request["request_id"] = "task"
+            assert {"X-Request-ID": "task"} == propagator.encode()
+
+            async def child() -> str:
+                value: str = request["request_id"]
+                return value
+
+            with propagator.restore({"X-Request-ID": "restored"}):
+                assert "restored" == await asyncio.create_task(child())
+            assert "task" == request["request_id"]
+        finally:
+            request.detach()
+
+    def test_restore_with_no_loop_then_asyncio_run(self) -> None:
+        """A restored carrier is the data of async code run from the block, as in a job."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id"]})
+
+        async def main() -> str:
+            value: str = await asyncio.create_task(asyncio.sleep(0, request["request_id"]))
+            return value
+
+        with (
+            propagator.restore({"X-Request-ID": "job-1"}),
+            asyncio.Runner(loop_factory=loop_factory(request)) as runner,
+        ):
+            assert "job-1" == runner.run(main())
+
+    @pytest.mark.parametrize(
+        ("keys", "options", "error", "message"),
+        [
+            (["request_id"], {"codec": "baggage"}, TypeError, "codec must be a HeaderCodec"),
+            (["a", "b"], {}, ValueError, "carries 1 key"),
+            (
+                ["a", field("b", name="a")],
+                {"codec": Baggage()},
+                ValueError,
+                "two keys travel under the name 'a'",
+            ),
+            ("request_id", {}, TypeError, "must be a list of keys"),
+            ([1], {}, TypeError, "must be a str, an aiocontext.Key or a field"),
+        ],
+    )
+    def test_bad_arguments(
+        self, keys: Any, options: dict[str, Any], error: type[Exception], message: str
+    ) -> None:
+        """Bad arguments raise the error saying how to fix them."""
+        request = new_context()
+        with pytest.raises(error, match=message):
+            Propagator({request: keys}, **options)
+
+    def test_no_keys(self) -> None:
+        """A propagator with nothing to carry is refused."""
+        with pytest.raises(ValueError, match="needs at least one key"):
+            Propagator({})
+        with pytest.raises(ValueError, match="needs at least one key"):
+            Propagator({new_context(): []})
+
+    def test_bad_mappings(self) -> None:
+        """``keys`` must map contexts; ``extract`` needs a mapping."""
+        with pytest.raises(TypeError, match="keys must map contexts"):
+            Propagator(["request_id"])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+        with pytest.raises(TypeError, match="keys must map aiocontext.Context objects"):
+            Propagator({"request": ["request_id"]})  # type: ignore[dict-item]  # pyright: ignore[reportArgumentType]
+        propagator = Propagator({new_context(): ["request_id"]})
+        with pytest.raises(TypeError, match="carrier must be a mapping"):
+            propagator.extract([("X-Request-ID", "r")])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+    def test_repr(self) -> None:
+        """The repr names the contexts, keys and codec."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id", USER]}, codec=Baggage())
+        assert (
+            f"Propagator({{{request!r}: ['request_id', Key('user')]}}, codec=Baggage())"
+            == repr(propagator)
+        )
+        assert isinstance(propagator.codec, HeaderCodec)
+
+    def test_request_id_codec_reports_the_fields_name(self) -> None:
+        """With RequestIdHeader the value comes back under the one key given."""
+        request = new_context()
+        propagator = Propagator(
+            {request: ["correlation"]}, codec=RequestIdHeader("X-Correlation-ID")
+        )
+        assert {request: {"correlation": "c-1"}} == propagator.extract({"x-correlation-id": "c-1"})
+
+
+def test_the_core_imports_no_optional_dependency() -> None:
+    """``import aiocontext.propagation`` imports none of the integrations' libraries."""
+    code = (
+        "import sys, aiocontext, aiocontext.propagation; "
+        "print(sorted({'aiohttp', 'arq', 'celery', 'httpx', 'kombu', 'redis'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "[]" == result.stdout.strip()
