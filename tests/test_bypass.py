@@ -104,8 +104,8 @@ async def via_task(ctx: Context[str, Any], *, eager: bool = False) -> Report:
         return rest()
 
     loop = asyncio.get_running_loop()
-    if eager:
-        task = asyncio.Task(child(), loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    if eager and sys.version_info >= (3, 12):
+        task = asyncio.Task(child(), loop=loop, eager_start=True)
     else:
         task = asyncio.Task(child(), loop=loop)
     await asyncio.sleep(0)  # the child starts

@@ -436,7 +436,7 @@ class Context(MutableMapping[K, V]):
         self._var.set(mine)
         return mine
 
-    def _missing(self) -> MutableMapping[Any, Any]:
+    def _missing(self) -> Any:
         """Give the running code root data, or raise the error that says why not."""
         loop = _get_running_loop()
         if loop is None:
@@ -467,7 +467,7 @@ class Context(MutableMapping[K, V]):
             "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
         )
 
-    def _root_value(self, owner: object, coro: object = None) -> MutableMapping[Any, Any]:
+    def _root_value(self, owner: object, coro: object = None) -> Any:
         """What the variable holds for new root data owned by ``owner``."""
         root = self._policy.root()
         if self._mode is CHAIN:
