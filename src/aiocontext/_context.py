@@ -1021,7 +1021,9 @@ class TaskFactoryWrapper:
     )
     _chains: tuple[contextvars.ContextVar[Any], ...] = attrs.field(default=(), init=False)
     _simple: bool = attrs.field(default=True, init=False)
-    _one: tuple[contextvars.ContextVar[Any], Unbound] | None = attrs.field(default=None, init=False)
+    _one: tuple[contextvars.ContextVar[Any], Unbound, bool] | None = attrs.field(
+        default=None, init=False
+    )
 
     def __repr__(self) -> str:
         names = ", ".join(repr(ctx) for ctx in self._contexts)
@@ -1137,7 +1139,9 @@ class TaskFactoryWrapper:
                 kind is COPY or kind is SHARE or kind is CHAIN for _, kind, _, _, _ in self._plan
             )
             self._one = (
-                self._quick[0] if self._simple and len(self._quick) == 1 and not self._chains else None
+                (*self._quick[0], bool(self._chains))
+                if self._simple and len(self._quick) == 1
+                else None
             )
 
     def propagates(self, context: Context[Any, Any]) -> bool:
@@ -1172,9 +1176,15 @@ class TaskFactoryWrapper:
         """
         task: Any  # what the inner factory made: a Task, or whatever Future it returns
         one = self._one
-        if one is not None and not kwargs and one[0].get() is not one[1]:
-            # The commonest case, first: one Copy() or Share() context, and the creator has
-            # data. contextvars gives the child its data; there is nothing to do.
+        if (
+            one is not None
+            and not kwargs
+            and (value := one[0].get()) is not one[1]
+            and (not one[2] or value.owner() is _current_task(loop))
+        ):
+            # The commonest case, first: one Copy(), Share() or ChainMap() context, and the
+            # creator has data (under ChainMap(), a layer of its own). contextvars gives the
+            # child its data; there is nothing to do.
             inner: Any = self._inner
             task = _Task(coro, loop=loop) if inner is None else inner(loop, coro)
         elif kwargs and kwargs.get("context") is not None:
