@@ -465,10 +465,10 @@ def spawn_case(env: Env) -> Case:
             Variant(name, loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))
         )
     ratios = [
-        Ratio("Share()", "bare ContextVar", Target(1.10)),
-        Ratio("Copy()", "bare ContextVar", Target(1.15)),
+        Ratio("Share()", "bare ContextVar", Target(1.05)),
+        Ratio("Copy()", "bare ContextVar", Target(1.05)),
         Ratio("DeepCopy()", "bare ContextVar"),
-        Ratio("ChainMap()", "bare ContextVar", Target(1.25)),
+        Ratio("ChainMap()", "bare ContextVar", Target(1.20)),
         Ratio("floor: forwarding function factory", "bare ContextVar"),
         Ratio("floor: forwarding object factory", "bare ContextVar"),
         Ratio("Share()", "floor: forwarding object factory"),
@@ -717,7 +717,7 @@ def contexts_case(env: Env) -> Case:
         ratios=(
             Ratio("1 × Copy()", "bare ContextVar"),
             Ratio("4 × Copy()", "bare ContextVar"),
-            Ratio("16 × Copy()", "bare ContextVar", Target(1.6)),
+            Ratio("16 × Copy()", "bare ContextVar", Target(1.10)),
             Ratio("16 × Copy()", "1 × Copy()"),
             Ratio("floor: 16 ContextVars, a new value each per child", "bare ContextVar"),
             Ratio("16 × Copy()", "floor: 16 ContextVars, a new value each per child"),
