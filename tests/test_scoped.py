@@ -9,9 +9,10 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import pickle
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
+import attrs
 import pytest
 
 from aiocontext import (
@@ -19,6 +20,7 @@ from aiocontext import (
     Context,
     ContextRegistry,
     Copy,
+    DeepCopy,
     EventLoopError,
     Key,
     PropagationPolicy,
@@ -469,7 +471,27 @@ class TestSnapshot:
             unattached().snapshot()
 
 
+@attrs.frozen
+class Trimmed(PropagationPolicy):
+    """A custom policy: children keep only ``request_id``."""
+
+    def inherit(self, parent: MutableMapping[Any, Any], /) -> MutableMapping[Any, Any]:
+        return {key: value for key, value in parent.items() if key == "request_id"}
+
+
 class TestRestore:
+    @pytest.mark.parametrize(
+        "policy", [Share(), Copy(), DeepCopy(), ChainMap(), Trimmed()], ids=repr
+    )
+    def test_every_policy_without_event_loop(self, policy: PropagationPolicy) -> None:
+        """``restore()`` works under every policy, a custom one included: the block's data is
+        the snapshot, its writes are its own, and the previous data comes back."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry())
+        with ctx.restore({"request_id": "r-1", "user": "ann"}) as data:
+            ctx["extra"] = 1
+            inside = dict(ctx), dict(data)
+        assert ({"request_id": "r-1", "user": "ann", "extra": 1},) * 2 == inside
+
     def test_without_event_loop(self) -> None:
         """With no event loop at all, ``restore()`` makes the snapshot the data of the
         block: reads, writes and the mapping API work."""
@@ -574,14 +596,26 @@ class TestRestore:
         assert {"a": 1} == again
 
     def test_chainmap_context_restores_a_chainmap(self) -> None:
-        """The restored data is of the policy's root type: a ChainMap context restores into
-        a ChainMap, whose mapping API works as usual."""
+        """A ChainMap context restores into layers whose mapping API works as usual; outside
+        any task the mapping given is the context itself (no layer is written in place
+        there), so it stays live across writes."""
         ctx: Context[str, Any] = Context(ChainMap(), registry=ContextRegistry())
         with ctx.restore({"a": 1}) as data:
             ctx["b"] = 2
             del ctx["a"]
-            inside = (isinstance(data, collections.ChainMap), dict(ctx))
-        assert (True, {"b": 2}) == inside
+            data["c"] = 3
+            data["d"] = 4
+            del data["d"]
+            inside = (dict(data), dict(ctx), repr(data), len(data))
+        assert ({"b": 2, "c": 3}, {"b": 2, "c": 3}, "{'b': 2, 'c': 3}", 2) == inside
+
+    @pytest.mark.asyncio
+    async def test_chainmap_context_restores_a_chainmap_in_a_task(self) -> None:
+        """In a task the restored data is the policy's root type, a ChainMap, the task's own."""
+        ctx: Context[str, Any] = Context(ChainMap(), registry=ContextRegistry())
+        with ctx.restore({"a": 1}) as data:
+            ctx["b"] = 2
+            assert (True, {"a": 1, "b": 2}) == (isinstance(data, collections.ChainMap), dict(data))
 
     def test_entering_the_same_restoring_twice_raises(self) -> None:
         """Entering a restore() block that is already in use raises RuntimeError, and the

@@ -467,9 +467,13 @@ class Context(MutableMapping[K, V]):
             "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
         )
 
-    def _root_value(self, owner: object, coro: object = None) -> Any:
-        """What the variable holds for new root data owned by ``owner``."""
+    def _root_value(
+        self, owner: object, coro: object = None, values: Mapping[Any, Any] | None = None
+    ) -> Any:
+        """What the variable holds for new root data (holding ``values``) owned by ``owner``."""
         root = self._policy.root()
+        if values:
+            root.update(values)
         if self._mode is CHAIN:
             layers = cast("Layers[Any, Any]", root)
             layers.owner, layers.coro = owner_ref(owner), coro
@@ -605,7 +609,12 @@ class Context(MutableMapping[K, V]):
         if self._mode is COPY:
             self._resolved()  # raises now if there is no data here
             return _CopyView(self, running)
-        return self._writable()
+        data: Any = self._writable()
+        if self._mode is CHAIN and (running is None or data.owner() is not running):
+            # Code outside tasks (or in a copy of a task's context) never writes a layer in
+            # place: each write makes a new one, so the live mapping is the context itself.
+            return _HereView(self)
+        return data  # type: ignore[no-any-return]
 
     def _value_of(self, task: asyncio.Task[Any]) -> Any:
         """Another task's value of the variable, root data stored first if it has none."""
@@ -872,8 +881,7 @@ class Restoring(Generic[K, V]):
         if self._token is not None:
             raise RuntimeError("this restore() block is already in use: call restore() again")
         context = self._context
-        data = context._root_value(current_task())
-        data.update(self._snapshot)
+        data = context._root_value(current_task(), values=self._snapshot)
         self._token = context._var.set(data)
         return context.data()
 
@@ -886,6 +894,33 @@ class Restoring(Generic[K, V]):
         token, self._token = self._token, None
         if token is not None:
             self._context._var.reset(token)
+
+
+class _HereView(MutableMapping[Any, Any]):
+    """A live mapping that is the running code's data: every operation is the context's."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: Context[Any, Any]) -> None:
+        self._context = context
+
+    def __repr__(self) -> str:
+        return repr(dict(self._context))
+
+    def __getitem__(self, key: Any, /) -> Any:
+        return self._context[key]
+
+    def __setitem__(self, key: Any, value: Any, /) -> None:
+        self._context[key] = value
+
+    def __delitem__(self, key: Any, /) -> None:
+        del self._context[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._context)
+
+    def __len__(self) -> int:
+        return len(self._context)
 
 
 class _CopyView(MutableMapping[Any, Any]):
