@@ -7,8 +7,9 @@ does what ``to_thread`` does for any :class:`concurrent.futures.Executor`:
 
 * :func:`run_in_executor` (from a coroutine) and :func:`submit` (from synchronous code) run
   ``func`` in a copy of the caller's ``contextvars`` context, exactly like
-  ``asyncio.to_thread``: ``func`` sees the caller's data, and its writes are the caller's
-  writes, as the ``to_thread`` worker's are.
+  ``asyncio.to_thread``: ``func`` sees the caller's data, and its writes behave as the
+  ``to_thread`` worker's do (its own under ``Copy()``, ``DeepCopy()`` and ``ChainMap()``;
+  the caller's under ``Share()``).
 * :func:`run_in_process` is for executors that do not share memory, such as
   :class:`~concurrent.futures.ProcessPoolExecutor`, where ``contextvars`` cannot go: it
   sends a :meth:`~aiocontext.Context.snapshot` of each context named and restores it around
@@ -90,7 +91,8 @@ def run_in_executor(
 
     What ``loop.run_in_executor`` does, plus what ``asyncio.to_thread`` adds: ``func`` runs in
     a copy of the caller's ``contextvars`` context, so it sees the caller's context data and
-    its writes are the caller's writes. Keyword arguments are passed on too.
+    its writes behave as a ``to_thread`` worker's (the caller's under ``Share()``, its own
+    under the other policies). Keyword arguments are passed on too.
 
     Args:
         executor: Any executor sharing this process's memory (a ``ThreadPoolExecutor``,
