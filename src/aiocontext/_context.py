@@ -1038,7 +1038,7 @@ class TaskFactoryWrapper:
     """
 
     _inner: TaskFactory | None = attrs.field(default=None, validator=_check_inner)
-    # Whether ``inner`` takes ``name=``: a two-argument factory does not (see _call_inner).
+    # Whether ``inner`` takes ``name=``: a two-argument factory does not (see _create).
     _named: bool = attrs.field(
         init=False, default=attrs.Factory(lambda self: _takes_name(self._inner), takes_self=True)
     )
@@ -1251,13 +1251,23 @@ class TaskFactoryWrapper:
         return task  # type: ignore[no-any-return]
 
     def _create(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
-        """Create the task as the loop would without the wrapper."""
+        """Create the task with the inner factory (or ``asyncio.Task``) and asyncio's keywords.
+
+        Python 3.14 passes ``create_task(..., name=...)`` to the factory; up to 3.13 asyncio
+        named the task itself. An old ``(loop, coro)`` factory that takes no ``name`` keeps
+        working: the task is named after the call, as asyncio did.
+        """
         inner: Any = self._inner
-        if inner is not None:
-            return inner(loop, coro, **kwargs) if self._named else self._call_inner(loop, coro, kwargs)
-        if kwargs:
+        if inner is None:
             return _Task(coro, loop=loop, **kwargs)
-        return _Task(coro, loop=loop)
+        if self._named or "name" not in kwargs:
+            return inner(loop, coro, **kwargs)
+        kwargs = dict(kwargs)
+        name = kwargs.pop("name")
+        task = inner(loop, coro, **kwargs)
+        if name is not None:
+            task.set_name(name)
+        return task
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
         """Create a task that runs in a copy of the caller's ``contextvars`` context."""
@@ -1308,10 +1318,9 @@ class TaskFactoryWrapper:
         for var, unbound in self._detached_plan:
             if var.get() is not unbound:
                 children.append((var, unbound))  # rule 7
-        inner: Any = self._inner
         if not children:
-            task = _Task(coro, loop=loop, **kwargs) if inner is None else self._call_inner(loop, coro, kwargs)
-        elif inner is None:
+            task = self._create(loop, coro, kwargs)
+        elif self._inner is None:
             context = _copy_context()
             context.run(_set_each, children)
             task = _Task(coro, loop=loop, **{**kwargs, "context": context})
@@ -1320,7 +1329,7 @@ class TaskFactoryWrapper:
             # just for the call.
             tokens = _set_all(children)
             try:
-                task = self._call_inner(loop, coro, kwargs)
+                task = self._create(loop, coro, kwargs)
             finally:
                 _reset_all(tokens)
         _own(pending, task)
@@ -1361,29 +1370,11 @@ class TaskFactoryWrapper:
             # will share it, data included. There is nothing to put in place.
             tokens, pending = [], []
         try:
-            inner: Any = self._inner
-            task = _Task(coro, loop=loop, **kwargs) if inner is None else self._call_inner(loop, coro, kwargs)
+            task = self._create(loop, coro, kwargs)
         except BaseException:
             context.run(_reset_all, tokens)
             raise
         _own(pending, task)
-        return task
-
-    def _call_inner(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
-        """Call the inner factory with asyncio's keywords.
-
-        Python 3.14 passes ``create_task(..., name=...)`` to the factory; up to 3.13 asyncio
-        named the task itself. An old ``(loop, coro)`` factory that takes no ``name`` keeps
-        working: the task is named after the call, as asyncio did.
-        """
-        inner: Any = self._inner
-        if self._named or "name" not in kwargs:
-            return inner(loop, coro, **kwargs)
-        kwargs = dict(kwargs)
-        name = kwargs.pop("name")
-        task = inner(loop, coro, **kwargs)
-        if name is not None:
-            task.set_name(name)
         return task
 
 
