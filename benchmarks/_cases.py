@@ -161,7 +161,9 @@ def _fresh_values_factory(
             if value is not None:
                 variable.set(value.copy())
 
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> asyncio.Future[Any]:
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any
+    ) -> asyncio.Future[Any]:
         context = contextvars.copy_context()
         context.run(set_fresh)
         return asyncio.Task(coro, loop=loop, context=context)
@@ -461,9 +463,7 @@ def spawn_case(env: Env) -> Case:
     ):
         loop = env.new_loop()
         loop.set_task_factory(factory)
-        variants.append(
-            Variant(name, loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var))
-        )
+        variants.append(Variant(name, loop, _spawn(n, _set_bare(var, KEYS), _bare_child, var)))
     ratios = [
         Ratio("Share()", "bare ContextVar", Target(1.05)),
         Ratio("Copy()", "bare ContextVar", Target(1.05)),

@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     for operation in chosen:
         none, many = count(operation, 0, sys.executable), count(operation, args.n, sys.executable)
         per_op[operation] = (many - none) / args.n
-        print(f"{operation:<18} {per_op[operation]:>10,.0f} instructions  ({OPERATIONS[operation]})")
+        print(
+            f"{operation:<18} {per_op[operation]:>10,.0f} instructions  ({OPERATIONS[operation]})"
+        )
     print()
     for top, bottom in RATIOS:
         if top in per_op and bottom in per_op:

@@ -49,9 +49,7 @@ def main(paths: list[str]) -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in ROWS:
-        target = next(
-            (runs[c][row].get("target") or "" for c in columns if row in runs[c]), ""
-        )
+        target = next((runs[c][row].get("target") or "" for c in columns if row in runs[c]), "")
         cells: list[str] = []
         for column in columns:
             ratio = runs[column].get(row)

@@ -57,9 +57,7 @@ def logging_config(*, record: bool = False) -> dict[str, Any]:
             }
         },
         "formatters": {
-            "line": {
-                "format": "%(asctime)s %(levelname)-5s [%(request_id)s] %(name)s: %(message)s"
-            }
+            "line": {"format": "%(asctime)s %(levelname)-5s [%(request_id)s] %(name)s: %(message)s"}
         },
         "handlers": handlers,
         "root": {"level": "INFO", "handlers": list(handlers)},

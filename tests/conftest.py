@@ -50,6 +50,7 @@ def loop(new_loop: LoopFactory) -> Iterator[asyncio.AbstractEventLoop]:
     yield loop
     loop.close()
 
+
 _EAGER_PROBLEMS: dict[type[asyncio.AbstractEventLoop], str | None] = {}
 
 

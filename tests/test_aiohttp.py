@@ -184,10 +184,13 @@ class TestSetup:
         for n, (status, header, seen) in enumerate(results):
             expected = f"req-{n}"
             assert (200, expected) == (status, header)
-            assert dict.fromkeys(
-                ["handler", "request", "create_task", "gather", "task_group", "to_thread"],
-                expected,
-            ) == seen
+            assert (
+                dict.fromkeys(
+                    ["handler", "request", "create_task", "gather", "task_group", "to_thread"],
+                    expected,
+                )
+                == seen
+            )
         by_id: dict[str, set[str]] = {}
         for record in records.records:
             by_id.setdefault(record.__dict__["request_id"], set()).add(record.getMessage())
@@ -214,8 +217,17 @@ class TestSetup:
     @pytest.mark.parametrize(
         "value",
         ["x" * 129, "a b", '"quoted"', "it's", "", "héllo", "<script>", "a;b=c", "-leading"],
-        ids=["too-long", "space", "quotes", "apostrophe", "empty", "non-ascii", "angle",
-             "semicolon", "leading-dash"],
+        ids=[
+            "too-long",
+            "space",
+            "quotes",
+            "apostrophe",
+            "empty",
+            "non-ascii",
+            "angle",
+            "semicolon",
+            "leading-dash",
+        ],
     )
     async def test_invalid_header_is_replaced(self, log: logging.Logger, value: str) -> None:
         """An unsafe incoming id is never echoed: the request gets a fresh UUID4."""
@@ -336,7 +348,9 @@ class TestSetup:
         async with serving(app) as url, client() as session:
             async with session.get(url, headers={"X-Trace-ID": "t-1", HEADER: "r-1"}) as resp:
                 assert ("t-1", None, "t-1 False") == (
-                    resp.headers.get("X-Trace-ID"), resp.headers.get(HEADER), await resp.text()
+                    resp.headers.get("X-Trace-ID"),
+                    resp.headers.get(HEADER),
+                    await resp.text(),
                 )
 
     @pytest.mark.asyncio

@@ -268,9 +268,7 @@ def http_scope(*headers: tuple[bytes, bytes]) -> Scope:
     return {"type": "http", "method": "GET", "path": "/", "headers": list(headers)}
 
 
-async def call(
-    middleware: RequestIdMiddleware, scope: Scope, sent: Sent | None = None
-) -> Sent:
+async def call(middleware: RequestIdMiddleware, scope: Scope, sent: Sent | None = None) -> Sent:
     """Call ``middleware`` with ``scope``; return what it sent."""
     sent = Sent() if sent is None else sent
     await middleware(scope, sent.receive, sent.send)
@@ -855,4 +853,3 @@ class TestRequestIdMiddleware:
         app = Recorder(Context())
         with pytest.raises(TypeError, match=r"key must be a str or an aiocontext.Key\[str\]"):
             RequestIdMiddleware(app, Context(), key=key)
-

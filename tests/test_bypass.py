@@ -296,7 +296,15 @@ class TestChainMapLayers:
         go.set()
         seen = await task
         deepest = seen[-1]
-        assert {"root": 0, "late-root": True, "g1": 1, "g2": 2, "g3": 3, "late1": 1, "late2": 2} == deepest
+        assert {
+            "root": 0,
+            "late-root": True,
+            "g1": 1,
+            "g2": 2,
+            "g3": 3,
+            "late1": 1,
+            "late2": 2,
+        } == deepest
         assert {"root": 0, "late-root": True} == dict(ctx)
 
     @pytest.mark.skipif(

@@ -173,9 +173,7 @@ class TestConstruction:
         assert second.registry is first.registry
         assert (first,) == second.registry.contexts(loop)
 
-    def test_explicit_registry_records_attachments(
-        self, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def test_explicit_registry_records_attachments(self, loop: asyncio.AbstractEventLoop) -> None:
         """A context built with its own registry is attached through that registry only."""
         registry = ContextRegistry()
         ctx: Context[str, Any] = Context(registry=registry)
@@ -978,7 +976,9 @@ class TestWhereDataComesFrom:
     # They see the task's data; under Copy() their writes stay theirs (contextvars
     # semantics), under Share() they reach the task.
 
-    @pytest.mark.parametrize(("policy", "reaches_task"), [(Copy(), False), (Share(), True)], ids=repr)
+    @pytest.mark.parametrize(
+        ("policy", "reaches_task"), [(Copy(), False), (Share(), True)], ids=repr
+    )
     @pytest.mark.asyncio
     async def test_call_soon_callback_sees_task_data(
         self, policy: PropagationPolicy, reaches_task: bool
@@ -999,7 +999,9 @@ class TestWhereDataComesFrom:
         expected = {"task": "t", "callback": "c"} if reaches_task else {"task": "t"}
         assert expected == dict(ctx)
 
-    @pytest.mark.parametrize(("policy", "reaches_task"), [(Copy(), False), (Share(), True)], ids=repr)
+    @pytest.mark.parametrize(
+        ("policy", "reaches_task"), [(Copy(), False), (Share(), True)], ids=repr
+    )
     @pytest.mark.asyncio
     async def test_to_thread_worker_sees_task_data(
         self, policy: PropagationPolicy, reaches_task: bool
@@ -1087,9 +1089,7 @@ class TestAttach:
             ctx.attach(loop)
         assert () == registry.contexts(loop)
 
-    @pytest.mark.parametrize(
-        "method", ["attach", "detach", "is_attached"], ids=str
-    )
+    @pytest.mark.parametrize("method", ["attach", "detach", "is_attached"], ids=str)
     @pytest.mark.parametrize(
         "not_a_loop",
         [object(), "loop", asyncio.new_event_loop],
@@ -1179,9 +1179,7 @@ class TestAttach:
         ctx.detach()
         assert not ctx.is_attached()
 
-    def test_detach_never_attached_from_given_loop(
-        self, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def test_detach_never_attached_from_given_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """``detach(loop)`` of a context not attached to ``loop`` is a no-op."""
         ctx: Context[str, Any] = Context(registry=ContextRegistry())
         ctx.detach(loop)
@@ -1393,9 +1391,7 @@ class TestErrors:
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("access", DATA_ACCESSES)
-    async def test_unattached_running_loop_raises_task_context_error(
-        self, access: Access
-    ) -> None:
+    async def test_unattached_running_loop_raises_task_context_error(self, access: Access) -> None:
         """Any data access on a running loop the context is not attached to raises
         TaskContextError (rule 6), naming the fix."""
         ctx: Context[str, Any] = Context(registry=ContextRegistry())

@@ -134,9 +134,12 @@ class TestRunInExecutor:
         assert {"id": "r-3", "by_to_thread": "written"} == await asyncio.to_thread(
             write_to, "by_to_thread"
         )
-        assert "written" == (await run_in_executor(threads, write_to, "by_run_in_executor"))[
-            "by_run_in_executor"
-        ]
+        assert (
+            "written"
+            == (await run_in_executor(threads, write_to, "by_run_in_executor"))[
+                "by_run_in_executor"
+            ]
+        )
         if context.policy == Share():
             expected = {"id": "r-3", "by_to_thread": "written", "by_run_in_executor": "written"}
         else:

@@ -191,9 +191,8 @@ class TestKey:
         key = Key[str]("request_id", default="-")
         with pytest.raises(TypeError) as info:
             pickle.dumps(key, protocol=protocol)
-        assert (
-            "Key('request_id', default='-') cannot be pickled: keys compare by identity"
-            in str(info.value)
+        assert "Key('request_id', default='-') cannot be pickled: keys compare by identity" in str(
+            info.value
         )
         assert "plain (string) keys" in str(info.value)
 
@@ -447,9 +446,7 @@ class TestKey:
         assert (given, 0) == (ctx[key], factory.calls)
 
     @pytest.mark.parametrize("function", [ANY_KEY.__init__, Context.get], ids=["Key", "get"])
-    def test_signatures_name_the_no_default_sentinel(
-        self, function: Callable[..., object]
-    ) -> None:
+    def test_signatures_name_the_no_default_sentinel(self, function: Callable[..., object]) -> None:
         """``help()`` and ``inspect.signature`` show "no default" as ``MISSING``, not as an
         enum member's repr."""
         assert "MISSING" == repr(inspect.signature(function).parameters["default"].default)

@@ -128,9 +128,7 @@ class TestContextFilter:
         assert ["r-3"] * 5 == values(records)
 
     @pytest.mark.asyncio
-    async def test_concurrent_tasks_each_log_their_own_value(
-        self, logger: logging.Logger
-    ) -> None:
+    async def test_concurrent_tasks_each_log_their_own_value(self, logger: logging.Logger) -> None:
         """50 interleaved tasks each log their own id, also from a thread."""
         ctx = new_context().attach()
         records = capture(logger, ContextFilter(ctx))
@@ -310,8 +308,7 @@ class TestContextFilter:
         """The repr shows the context, the fields and the options."""
         ctx = new_context()
         assert (
-            f"ContextFilter({ctx!r}, fields={{'request_id': 'rid'}}, default=None, "
-            "overwrite=True)"
+            f"ContextFilter({ctx!r}, fields={{'request_id': 'rid'}}, default=None, overwrite=True)"
         ) == repr(ContextFilter(ctx, {"request_id": "rid"}, default=None, overwrite=True))
 
     def test_is_a_logging_filter(self) -> None:
@@ -456,9 +453,7 @@ class TestContextFilterDictConfig:
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("context", [f"{__name__}:CTX", f"ext://{__name__}.CTX"])
-    async def test_dict_config(
-        self, configured: tuple[str, io.StringIO], context: str
-    ) -> None:
+    async def test_dict_config(self, configured: tuple[str, io.StringIO], context: str) -> None:
         """A ``'()': 'aiocontext.logging.ContextFilter'`` filter with a ``module:ATTRIBUTE``
         (or ``ext://``) context puts the id in every line the handler formats."""
         name, stream = configured
@@ -483,7 +478,9 @@ class TestContextFilterDictConfig:
         """``fields`` and ``default`` are passed as JSON-like values."""
         name, stream = configured
         config = self.config(
-            name, f"{__name__}:CTX", fields={"request_id": "request_id", "user": "user"},
+            name,
+            f"{__name__}:CTX",
+            fields={"request_id": "request_id", "user": "user"},
             default={"request_id": "none"},
         )
         config["formatters"]["line"]["format"] = "[%(request_id)s %(user)s] %(message)s"

@@ -101,9 +101,7 @@ class TestLoopFactory:
     @pytest.mark.skipif(
         sys.version_info < (3, 12), reason="asyncio.run(loop_factory=...) is new in Python 3.12"
     )
-    def test_asyncio_run_main_task_has_root_before_first_step(
-        self, new_loop: LoopFactory
-    ) -> None:
+    def test_asyncio_run_main_task_has_root_before_first_step(self, new_loop: LoopFactory) -> None:
         """With asyncio.run(loop_factory=...), the main task has its data from its start."""
         policy = RecordingRoot()
         ctx: Context[str, str] = Context(policy, registry=ContextRegistry())

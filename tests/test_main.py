@@ -55,5 +55,7 @@ class TestDemo:
 
     def test_render_aligns_columns(self) -> None:
         """Columns are padded to the widest cell, with a rule under the header."""
-        expected = "policy  task  simple  complex\n------  ----  ------  -------\nx       y     z       w"
+        expected = (
+            "policy  task  simple  complex\n------  ----  ------  -------\nx       y     z       w"
+        )
         assert expected == render([("x", "y", "z", "w")])

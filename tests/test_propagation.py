@@ -135,7 +135,9 @@ class TestBaggage:
         """The W3C examples: whitespace around members and '=', properties ignored,
         percent-encoded values decoded."""
         codec = Baggage()
-        header = "key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue"
+        header = (
+            "key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue"
+        )
         assert {"key1": "value1", "key2": "value2", "key3": "value3"} == codec.decode(
             {"baggage": header}
         )
@@ -441,9 +443,8 @@ class TestPropagator:
         """The repr names the contexts, keys and codec."""
         request = new_context()
         propagator = Propagator({request: ["request_id", USER]}, codec=Baggage())
-        assert (
-            f"Propagator({{{request!r}: ['request_id', Key('user')]}}, codec=Baggage())"
-            == repr(propagator)
+        assert f"Propagator({{{request!r}: ['request_id', Key('user')]}}, codec=Baggage())" == repr(
+            propagator
         )
         assert isinstance(propagator.codec, HeaderCodec)
 

@@ -81,9 +81,7 @@ def custom_factory(
     return MyTask(coro, loop=loop, **kwargs)
 
 
-def two_argument_factory(
-    loop: asyncio.AbstractEventLoop, coro: CoroutineLike
-) -> asyncio.Task[Any]:
+def two_argument_factory(loop: asyncio.AbstractEventLoop, coro: CoroutineLike) -> asyncio.Task[Any]:
     """An old-style factory that accepts no keywords at all."""
     return MyTask(coro, loop=loop)
 
@@ -712,9 +710,7 @@ class TestTaskFactoryWrapperCall:
 
         assert "creator" == await task
 
-    def test_task_created_outside_any_task_gets_root(
-        self, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def test_task_created_outside_any_task_gets_root(self, loop: asyncio.AbstractEventLoop) -> None:
         """A task created by code that is not a task (loop not running) starts with the root."""
         ctx: Context[str, str] = Context(Share(), registry=ContextRegistry()).attach(loop)
 

@@ -82,9 +82,7 @@ def _check_policy(_instance: object, _attribute: object, policy: object) -> None
             if policy is PropagationPolicy
             else f"write policy={name}()"
         )
-        raise TypeError(
-            f"policy must be a PropagationPolicy instance, got the class {name}: {fix}"
-        )
+        raise TypeError(f"policy must be a PropagationPolicy instance, got the class {name}: {fix}")
     raise TypeError(
         f"policy must be a PropagationPolicy instance such as Copy() or Share(), "
         f"got {type(policy).__name__} {policy!r}"
@@ -104,9 +102,7 @@ def is_context(value: object) -> TypeIs[Context[Any, Any]]:
 def check_context(context: object) -> Context[Any, Any]:
     """Return ``context`` if it is a :class:`~aiocontext.Context`, else raise ``TypeError``."""
     if not is_context(context):
-        raise TypeError(
-            f"expected an aiocontext.Context, got {type(context).__name__} {context!r}"
-        )
+        raise TypeError(f"expected an aiocontext.Context, got {type(context).__name__} {context!r}")
     return context
 
 
@@ -164,7 +160,9 @@ def _new_var(context: Context[Any, Any]) -> contextvars.ContextVar[Any]:
 
 # -- ContextRegistry --------------------------------------------------------------------------
 
-_LoopContexts = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, "tuple[Context[Any, Any], ...]"]
+_LoopContexts = weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, "tuple[Context[Any, Any], ...]"
+]
 
 
 @attrs.define(eq=False, repr=False)
@@ -318,9 +316,7 @@ class Context(MutableMapping[K, V]):
     _policy: PropagationPolicy = attrs.field(
         default=Copy(), validator=_check_policy, alias="policy"
     )
-    _name: str | None = attrs.field(
-        default=None, kw_only=True, validator=_check_name, alias="name"
-    )
+    _name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name, alias="name")
     _registry: ContextRegistry = attrs.field(
         default=None,
         kw_only=True,
@@ -1306,7 +1302,11 @@ class TaskFactoryWrapper:
                 # it gets one now if it has none yet.
                 if creator is PENDING:
                     creator = asyncio.current_task(loop)
-                if creator is not None and parent.owner() is not creator and in_own_context(creator):
+                if (
+                    creator is not None
+                    and parent.owner() is not creator
+                    and in_own_context(creator)
+                ):
                     parent = layers_over([{}, *parent.maps])
                     parent.owner = weakref.ref(creator)
                     adopted.append((var, parent))

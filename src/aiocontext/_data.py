@@ -61,7 +61,10 @@ SHARE: Final = "share"
 CHAIN: Final = "chain"
 OTHER: Final = "other"
 _MODES: Final[dict[type[PropagationPolicy], str]] = {
-    Copy: COPY, DeepCopy: COPY, Share: SHARE, ChainMap: CHAIN
+    Copy: COPY,
+    DeepCopy: COPY,
+    Share: SHARE,
+    ChainMap: CHAIN,
 }
 
 
@@ -90,6 +93,7 @@ def owner_ref(owner: object) -> Callable[[], object]:
     if owner is PENDING:
         return PENDING
     return weakref.ref(owner)
+
 
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task

@@ -47,7 +47,8 @@ def loop_factory(*contexts: Context[Any, Any]) -> Callable[[], asyncio.AbstractE
 @overload
 def loop_factory(*contexts: Context[Any, Any], base: Callable[[], _L]) -> Callable[[], _L]: ...
 def loop_factory(
-    *contexts: Context[Any, Any], base: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    *contexts: Context[Any, Any],
+    base: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> Callable[[], asyncio.AbstractEventLoop]:
     """Build a ``loop_factory`` whose loops have ``contexts`` attached from the start.
 

@@ -15,10 +15,20 @@ from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["ChainMap", "Copy", "DeepCopy", "Layers", "PropagationPolicy", "Share", "layers_over", "nobody"]
+__all__ = [
+    "ChainMap",
+    "Copy",
+    "DeepCopy",
+    "Layers",
+    "PropagationPolicy",
+    "Share",
+    "layers_over",
+    "nobody",
+]
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+
 
 def layers_over(maps: list[MutableMapping[_K, _V]]) -> Layers[_K, _V]:
     """Layers made of ``maps`` (the list itself, not a copy), the first one on top."""

@@ -94,9 +94,7 @@ def _check(
     if not isinstance(header, str) or not header:
         raise TypeError(f"header must be a non-empty str such as {HEADER!r}, got {header!r}")
     if not isinstance(key, str | Key):
-        raise TypeError(
-            f"key must be a str or an aiocontext.Key, got {type(key).__name__} {key!r}"
-        )
+        raise TypeError(f"key must be a str or an aiocontext.Key, got {type(key).__name__} {key!r}")
     return context
 
 

@@ -96,8 +96,7 @@ def _resolve_context(context: object) -> Context[Any, Any]:
             ) from None
     if not _is_context(found):
         raise TypeError(
-            f"context={context!r} names {type(found).__name__} {found!r}, not an "
-            f"aiocontext.Context"
+            f"context={context!r} names {type(found).__name__} {found!r}, not an aiocontext.Context"
         )
     return found
 

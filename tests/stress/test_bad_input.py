@@ -516,4 +516,3 @@ class TestMisuseOutsideAttachedLoops:
         assert "ctx.attach(loop) again" in message
         world.ctx.attach(world.loop)
         world.assert_works()
-

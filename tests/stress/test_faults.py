@@ -548,4 +548,3 @@ class TestLoopClosedWithPendingTasks:
             }
 
         assert {index: expected(index) for index in range(10)} == cleaned
-

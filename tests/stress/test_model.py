@@ -472,9 +472,7 @@ class PolicyMachine(RuleBasedStateMachine):
                 name: outcome(lambda _: dict(ctx.data(task)), {})
                 for name, ctx in self.contexts.items()
             }
-            expected = {
-                name: self.expect(agent, name, dict, writes=True) for name in self.contexts
-            }
+            expected = {name: self.expect(agent, name, dict, writes=True) for name in self.contexts}
             assert expected == actual
 
     @rule(policy=POLICY_NAMES, attach=st.booleans(), agent=st.none() | agents)

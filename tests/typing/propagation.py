@@ -71,9 +71,7 @@ def clients(propagator: Propagator) -> None:
     assert_type(aiocontext.httpx.instrument(httpx.Client(), propagator), httpx.Client)
     assert_type(aiocontext.httpx.instrument(httpx.AsyncClient(), propagator), httpx.AsyncClient)
     hook: Callable[[httpx.Request], None] = aiocontext.httpx.hook(propagator)
-    async_hook: Callable[[httpx.Request], Awaitable[None]] = aiocontext.httpx.async_hook(
-        propagator
-    )
+    async_hook: Callable[[httpx.Request], Awaitable[None]] = aiocontext.httpx.async_hook(propagator)
     httpx.Client(event_hooks={"request": [hook]})
     httpx.AsyncClient(event_hooks={"request": [async_hook]})
     aiocontext.httpx.instrument(aiohttp.ClientSession(), propagator)  # type: ignore[type-var]  # pyright: ignore[reportArgumentType]
