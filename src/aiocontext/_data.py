@@ -1,34 +1,15 @@
-"""What a context's ``ContextVar`` holds for a task: the data model, per policy.
+"""What a context's ``ContextVar`` holds: the pieces every data model shares.
 
-Isolation comes from ``contextvars`` itself. Every task runs in its own copy of its
-creator's ``contextvars`` context, and so does every callback and ``to_thread`` worker,
-whoever created them and whether or not a task factory ran. A context's variable therefore
-holds a value that is never changed in place where a copy could see it change:
+* :class:`Unbound`, the variable's default: "this code has no data". It resolves itself on
+  every read, so a read needs no check: ``ctx[key]`` stays ``var.get()[key]``.
+* :class:`Owned`, the value of a custom policy's context: the policy's mapping and the task
+  that owns it.
+* Owners: data records the task it was made for as a weak reference (``nobody`` for code
+  outside tasks, ``PENDING`` while the task factory is still creating the task).
 
-* ``Copy()`` and ``DeepCopy()``: a plain ``dict`` that is never mutated once stored; a write
-  stores a new one (``var.set``). Spawning costs nothing, and a child, a callback or a worker
-  sees exactly its creator's data at the moment it was made. ``DeepCopy()`` additionally
-  deep-copies at spawn, when the task factory creates the task.
-* ``Share()``: the one mutable mapping of the whole tree, mutated in place.
-* ``ChainMap()``: :class:`~aiocontext._policy.Layers` whose top layer belongs to one task
-  (``owner``). Only that task writes it in place, so the children it spawns (with or without
-  the factory) see its later writes; anyone else who writes first gets a new top layer of
-  their own over it. Code outside tasks never writes a layer in place.
-* Any other policy: an :class:`Owned` node, the policy's mapping plus its owner. A task that
-  is not the owner (it was created without the factory) gets ``policy.inherit(...)`` of what
-  it inherited at its first access.
-
-Where a task has no data the variable holds its context's :class:`Unbound` marker, which
-resolves itself on access (to root data on an attached loop, otherwise to an error).
-
-Why a plain dict replaced on every write, for ``Copy()`` (measured with
-``python -m benchmarks.callgrind``): reads, the hot path, stay one ``var.get()[key]``, and a
-spawn copies nothing. A write costs a dict copy plus a ``var.set``; the ``var.set`` alone is
-~5x an in-place ``var.get()[k] = v``, so every design that isolates copies of a context by
-``contextvars`` pays it. Per-key variables would save only the copy (which matters from
-~100 keys on), but make ``len``, iteration and snapshots cost one lookup per key ever used
-and keep a ``ContextVar`` per distinct key forever; a persistent map written in Python would
-make every read a Python-level tree walk. Request contexts hold a handful of keys.
+How each policy holds its data is in the data models (``_copy_model``, ``_share_model``,
+``_chain_model``, ``_owned_model``); the design and its measured rationale are in
+``docs/design.md``.
 """
 
 from __future__ import annotations
@@ -38,39 +19,20 @@ import contextvars
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
-from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share, nobody
+from ._policy import PropagationPolicy, nobody
 
 __all__ = [
-    "CHAIN",
-    "COPY",
-    "OTHER",
     "PENDING",
-    "SHARE",
     "Owned",
     "Unbound",
+    "checked_mapping",
     "current_task",
+    "frozen_owner",
     "in_own_context",
-    "mode_of",
     "owner_ref",
 ]
-
-COPY: Final = "copy"  # Copy() and DeepCopy(): a dict replaced on every write
-SHARE: Final = "share"
-CHAIN: Final = "chain"
-OTHER: Final = "other"
-_MODES: Final[dict[type[PropagationPolicy], str]] = {
-    Copy: COPY,
-    DeepCopy: COPY,
-    Share: SHARE,
-    ChainMap: CHAIN,
-}
-
-
-def mode_of(policy: PropagationPolicy) -> str:
-    """How ``policy``'s data is held (exact built-in types only; subclasses are ``OTHER``)."""
-    return _MODES.get(policy.__class__, OTHER)
 
 
 class _Pending:
@@ -93,6 +55,13 @@ def owner_ref(owner: object) -> Callable[[], object]:
     if owner is PENDING:
         return PENDING
     return weakref.ref(owner)
+
+
+def frozen_owner(owner: Callable[[], object]) -> bool:
+    """Whether data owned by ``owner`` can never be written in place again: it was made by
+    code outside tasks, or its task is gone or done."""
+    task: Any = owner()
+    return task is None or (task is not PENDING and task.done())
 
 
 _get_running_loop = asyncio._get_running_loop
@@ -125,24 +94,46 @@ else:
         return True
 
 
+def checked_mapping(policy: PropagationPolicy, method: str, value: object) -> Any:
+    """``value`` if it is a mutable mapping, else the ``TypeError`` that names the policy."""
+    if isinstance(value, MutableMapping):
+        return value
+    raise TypeError(
+        f"{policy!r}.{method}() must return a mutable mapping such as a dict, got "
+        f"{type(value).__name__} {value!r}: return dict(...) of the pairs"
+    )
+
+
 class Unbound(dict[Any, Any]):
     """A context variable's default: this code has no data for the context.
 
-    An empty ``dict`` whose every read first resolves the marker (``resolve`` is the
-    context's ``_missing``): to root data, stored for the task, on a loop where the context
-    is attached; anywhere else to the error that says what is wrong. So reads need no check:
-    ``ctx[key]`` is ``var.get()[key]``.
+    An empty ``dict`` whose every read first resolves the marker (``resolve`` is a weak
+    method of the context's ``_missing``): to root data, stored for the task, on a loop where
+    the context is attached; anywhere else to the error that says what is wrong. It refuses
+    every write: it is shared by all code without data. It holds its context weakly, so a
+    task factory that remembers the marker does not keep the context alive.
     """
 
-    __slots__ = ("_name", "resolve")
+    __slots__ = ("_name", "_resolve")
 
     def __init__(self, name: str, resolve: Callable[[], MutableMapping[Any, Any]]) -> None:
         super().__init__()
         self._name = name
-        self.resolve = resolve
+        self._resolve: Callable[[], Callable[[], Any] | None] = weakref.WeakMethod(resolve)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<no data for {self._name}>"
+
+    def resolve(self) -> Any:
+        """The running code's data for the context (see the class docstring)."""
+        missing = self._resolve()
+        if missing is None:  # pragma: no cover - a marker outlives its context only in gc
+            raise ReferenceError(f"{self._name} no longer exists")
+        return missing()
+
+    def alive(self) -> bool:
+        """Whether the context this marker belongs to still exists."""
+        return self._resolve() is not None
 
     def __missing__(self, key: Any) -> Any:
         return self.resolve()[key]
@@ -159,16 +150,25 @@ class Unbound(dict[Any, Any]):
     def get(self, key: Any, default: Any = None, /) -> Any:  # noqa: D102 - dict.get
         return self.resolve().get(key, default)
 
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            f"{self!r} is the shared no-data marker and cannot be written: write through "
+            "the context (ctx[key] = value) or ctx.data()"
+        )
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
 
 class Owned(Mapping[Any, Any]):
     """The data of a context with a custom policy: the policy's mapping and its owner.
 
     Reads of the context's variable see it as a mapping; writes go to :meth:`mine`. The
     owner is the task the data was made for, held weakly (``PENDING`` while the task
-    factory is still creating it, with ``coro`` its coroutine). Every access goes through :meth:`mine`: a task
-    that is not the owner was created without the task factory, and gets
-    ``policy.inherit(data)`` of its own at that moment. Code outside tasks (callbacks,
-    ``to_thread`` workers) uses the data of the task it runs for.
+    factory is still creating it, with ``coro`` its coroutine). A task that is not the owner
+    was created without the task factory, and gets ``policy.inherit(data)`` of its own at
+    its first access. Code outside tasks (callbacks, ``to_thread`` workers) uses the data of
+    the task it runs for.
     """
 
     __slots__ = ("coro", "data", "owner", "policy", "var")
@@ -199,7 +199,8 @@ class Owned(Mapping[Any, Any]):
         if owner is PENDING and self.coro is task.get_coro():
             self.owner, self.coro = weakref.ref(task), None  # the factory's eager task
             return self.data
-        child = Owned(self.policy.inherit(self.data), task, self.var, self.policy)
+        data = checked_mapping(self.policy, "inherit", self.policy.inherit(self.data))
+        child = Owned(data, task, self.var, self.policy)
         self.var.set(child)
         return child.data
 

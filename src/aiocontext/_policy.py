@@ -30,11 +30,20 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def layers_over(maps: list[MutableMapping[_K, _V]]) -> Layers[_K, _V]:
-    """Layers made of ``maps`` (the list itself, not a copy), the first one on top."""
+def layers_over(
+    maps: list[MutableMapping[_K, _V]],
+    owner: Callable[[], object] | None = None,
+    below: list[Callable[[], object]] | None = None,
+) -> Layers[_K, _V]:
+    """Layers made of ``maps`` (the list itself, not a copy), the first one on top.
+
+    ``owner`` and ``below`` say whose each layer is (see :class:`Layers`); by default
+    nobody's.
+    """
     layers: Layers[_K, _V] = Layers.__new__(Layers)  # pyright: ignore[reportUnknownVariableType]
     layers.maps = maps
-    layers.owner = nobody
+    layers.owner = nobody if owner is None else owner
+    layers.below = [nobody] * (len(maps) - 1) if below is None else below
     layers.coro = None
     return layers
 
@@ -44,36 +53,46 @@ def nobody() -> None:
     return None
 
 
+_NOTHING: Any = object()
+
+
 class Layers(collections.ChainMap[_K, _V]):
     """The data of a :class:`ChainMap` context: a ChainMap whose lookups raise no exceptions.
 
     ``collections.ChainMap`` raises and catches a ``KeyError`` for each layer that misses;
-    with a layer per task generation, that made reads in deep task trees slow.
+    with a layer per task generation, that made reads in deep task trees slow. Each layer is
+    read once (``get``), so a key deleted meanwhile by another thread is a miss, never a
+    false ``KeyError``.
 
-    ``owner()`` is the task whose own layer ``maps[0]`` is (``None``: code outside tasks, whose
-    layer is never written in place; ``owner`` is a weak reference, so that a task and its
-    data form no reference cycle); ``coro`` the coroutine of a task the factory is still
-    creating, which claims the layers on its first write (see ``_context``).
+    ``owner()`` is the task whose own layer ``maps[0]`` is (``None``: code outside tasks,
+    whose layer is never written in place; a weak reference, so that a task and its data
+    form no reference cycle), and ``below`` holds the owners of ``maps[1:]``. ``coro`` is the
+    coroutine of a task the factory is still creating, which claims the layers on its first
+    write (see ``_chain_model``).
     """
 
     owner: Callable[[], object]
+    below: list[Callable[[], object]]
     coro: object
 
     def __init__(self, *maps: MutableMapping[_K, _V]) -> None:
         super().__init__(*maps)
         self.owner = nobody
+        self.below = [nobody] * (len(self.maps) - 1)
         self.coro = None
 
     def __getitem__(self, key: _K) -> _V:
         for mapping in self.maps:
-            if key in mapping:
-                return mapping[key]
+            value = mapping.get(key, _NOTHING)
+            if value is not _NOTHING:
+                return value  # type: ignore[no-any-return]
         return self.__missing__(key)
 
     def get(self, key: _K, default: Any = None) -> Any:  # noqa: D102 - same as ChainMap.get
         for mapping in self.maps:
-            if key in mapping:
-                return mapping[key]
+            value = mapping.get(key, _NOTHING)
+            if value is not _NOTHING:
+                return value
         return default
 
     def __contains__(self, key: object) -> bool:
@@ -104,13 +123,18 @@ class PropagationPolicy(abc.ABC):
     def inherit(self, parent: MutableMapping[_K, _V], /) -> MutableMapping[_K, _V]:
         """Return the data a new task starts with.
 
-        Called by the task factory, in the creator's thread, before the task exists.
+        Called for a custom policy's context when a task is made through the task
+        factory (in the creator's thread, before the task exists), and lazily, at its first
+        access, in a task that was made without it (``asyncio.Task(...)`` directly). The
+        built-in policies' data models do the same work without calling it (see
+        ``docs/design.md``), except ``DeepCopy()``, whose copies it makes.
 
         Args:
             parent: The creator's live mapping.
 
         Returns:
-            The child's mapping: ``parent`` itself to share it, or a new mapping.
+            The child's mapping: ``parent`` itself to share it, or a new mapping. Anything
+            that is not a mutable mapping makes task creation fail with a ``TypeError``.
         """
 
     def root(self) -> MutableMapping[Any, Any]:

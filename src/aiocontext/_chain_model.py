@@ -1,0 +1,142 @@
+"""``ChainMap()``: layers, the top one owned by one task, which alone writes it in place.
+
+A task's children (made with or without the task factory) read its layers, so they see its
+later writes; anyone else who writes first gets a new top layer of their own over them. Code
+outside tasks never writes a layer in place. A creating task that has no layer of its own
+gets one at the spawn, shared with the child. Layers that can never change again and hold
+nothing (their owner is gone or done, or was code outside tasks) are dropped whenever a new
+layer is pushed: a chain of tasks that spawn their successors holds one layer per ancestor
+that wrote, not one per generation.
+"""
+
+# pyright: reportPrivateUsage=false
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, TypeVar
+
+from ._copy_model import task_context
+from ._data import PENDING, current_task, frozen_owner, in_own_context, owner_ref
+from ._model import OWNER, DataModel, Spawn
+from ._policy import Layers, layers_over
+from ._views import HereView
+
+__all__ = ["ChainModel"]
+
+_T = TypeVar("_T")
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+
+
+def _over(layers: Layers[Any, Any], owner: Callable[[], object]) -> Layers[Any, Any]:
+    """A new empty layer owned by ``owner`` over ``layers``, less the frozen empty ones."""
+    maps: list[MutableMapping[Any, Any]] = [{}]
+    below: list[Callable[[], object]] = []
+    for mapping, mapping_owner in zip(layers.maps, [layers.owner, *layers.below], strict=True):
+        if mapping or not frozen_owner(mapping_owner):
+            maps.append(mapping)
+            below.append(mapping_owner)
+    return layers_over(maps, owner, below)
+
+
+class ChainModel(DataModel):
+    """The data model of ``ChainMap()``: owned layers."""
+
+    __slots__ = ()
+    at_spawn = OWNER
+
+    def root(self, owner: object, coro: object = None) -> Any:
+        layers: Layers[Any, Any] = layers_over([{}], owner_ref(owner))
+        layers.coro = coro
+        return layers
+
+    def holding(self, values: Mapping[Any, Any]) -> Any:
+        return layers_over([dict(values)], owner_ref(current_task()))
+
+    def spawn(self, parent: Any, spawn: Spawn) -> None:
+        creator = spawn.creator()
+        if parent is self.unbound:
+            if creator is None:  # code outside tasks: only the child gets root data
+                root = self.root(PENDING, spawn.coro)
+                spawn.pending.append(root)
+            else:
+                root = self.root(creator)
+                spawn.adopted.append((self.var, root))  # rule 3
+            spawn.children.append((self.var, root))
+        elif creator is not None and parent.owner() is not creator and in_own_context(creator):
+            # The child reads its creator's layers until its first write. A creating task
+            # writes its own top layer in place, so that the child sees its later writes: it
+            # gets one now if it has none yet.
+            layers = _over(parent, weakref.ref(creator))
+            spawn.adopted.append((self.var, layers))
+            spawn.children.append((self.var, layers))
+
+    # -- writing -------------------------------------------------------------------------
+
+    def setitem(self, key: Any, value: Any) -> None:
+        layers = self.var.get()
+        loop = _get_running_loop()
+        if (
+            layers is not self.unbound
+            and loop is not None
+            and (task := _current_task(loop)) is not None
+            and layers.owner() is task
+            and in_own_context(task)
+        ):
+            layers.maps[0][key] = value  # the owner's write, the common case
+        else:
+            self.writable().maps[0][key] = value
+
+    def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
+        return change(self.writable())
+
+    def own(self) -> Mapping[Any, Any]:
+        return self.writable().maps[0]
+
+    def writable(self) -> Layers[Any, Any]:
+        """Layers whose top one the running code may write in place.
+
+        Only the owning task writes its layer in place (so that what it spawned sees its
+        later writes). Any other task pushes a layer of its own first; code outside tasks,
+        or in a copy of a task's context, never writes a layer another copy can see.
+        """
+        layers: Layers[Any, Any] = self.current()
+        task = current_task()
+        owner = layers.owner()
+        if task is not None:
+            if owner is PENDING and layers.coro is task.get_coro():
+                layers.owner, layers.coro = weakref.ref(task), None  # the factory's eager task
+                return layers
+            if not in_own_context(task):
+                task = None
+            elif owner is task:
+                return layers
+        if owner is None:  # code outside tasks made these: copy its layer, never share it
+            mine = layers_over([dict(layers.maps[0]), *layers.maps[1:]], None, layers.below)
+        else:
+            mine = _over(layers, owner_ref(task))
+        mine.owner = owner_ref(task)
+        self.var.set(mine)
+        return mine
+
+    # -- live mappings -------------------------------------------------------------------
+
+    def view(self) -> MutableMapping[Any, Any]:
+        layers = self.writable()
+        running = current_task()
+        if running is None or layers.owner() is not running:
+            # Code outside tasks (or in a copy of a task's context) never writes a layer in
+            # place: each write makes a new one, so the live mapping is the context itself.
+            return HereView(self.context)
+        return layers
+
+    def data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
+        layers = self.context._value_of(task)
+        if layers.owner() is task:
+            return layers  # type: ignore[no-any-return]
+        mine = _over(layers, weakref.ref(task))
+        task_context(task).run(self.var.set, mine)
+        return mine
