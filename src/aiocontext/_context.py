@@ -43,7 +43,7 @@ from ._registry import ContextRegistry, check_registry, registry_or_default
 from ._scoped import Binding, Restoring
 
 if TYPE_CHECKING:
-    from _typeshed import SupportsKeysAndGetItem
+    from _typeshed import SupportsGetItem, SupportsKeysAndGetItem
 
 __all__ = ["Context", "ContextRegistry", "TaskFactoryWrapper", "check_context", "is_context"]
 
@@ -419,14 +419,22 @@ class Context(ContextHandle, MutableMapping[K, V]):
         self._model.edit(lambda data: data.clear())
 
     @overload
-    def update(self, m: SupportsKeysAndGetItem[K, V], /, **kwargs: V) -> None: ...
+    def update(self, m: SupportsKeysAndGetItem[K, V], /) -> None: ...
     @overload
-    def update(self, m: Iterable[tuple[K, V]], /, **kwargs: V) -> None: ...
+    def update(
+        self: SupportsGetItem[str, V], m: SupportsKeysAndGetItem[str, V], /, **kwargs: V
+    ) -> None: ...
     @overload
-    def update(self, **kwargs: V) -> None: ...
-    def update(self, m: Any = (), /, **kwargs: Any) -> None:
-        """Set every pair of ``m`` (a mapping or pairs) and ``kwargs`` as one write."""
-        items = dict(m, **kwargs)
+    def update(self, m: Iterable[tuple[K, V]], /) -> None: ...
+    @overload
+    def update(
+        self: SupportsGetItem[str, V], m: Iterable[tuple[str, V]], /, **kwargs: V
+    ) -> None: ...
+    @overload
+    def update(self: SupportsGetItem[str, V], **kwargs: V) -> None: ...
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Set every pair of a mapping (or of pairs) and of ``kwargs`` as one write."""
+        items = dict(*args, **kwargs)
         self._model.edit(lambda data: data.update(items))
 
     # -- scoped values and snapshots ---------------------------------------------------------

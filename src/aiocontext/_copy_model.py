@@ -96,7 +96,9 @@ class CopyModel(DataModel):
             return {}
         return data
 
-    def edit_of(self, task: asyncio.Task[Any], change: Callable[[dict[Any, Any]], _T]) -> _T:
+    def edit_of(
+        self, task: asyncio.Task[Any], change: Callable[[MutableMapping[Any, Any]], _T]
+    ) -> _T:
         """Apply ``change`` to ``task``'s data as one write made in that task's context.
 
         Raises:
@@ -122,9 +124,9 @@ class CopyModel(DataModel):
             ) from None
         return context.run(self._replace, change)
 
-    def _replace(self, change: Callable[[dict[Any, Any]], _T]) -> _T:
-        data = self.var.get()
-        data = {} if data is self.unbound else data.copy()
+    def _replace(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
+        value = self.var.get()
+        data: dict[Any, Any] = {} if value is self.unbound else value.copy()
         result = change(data)
         self.var.set(data)
         return result
@@ -174,10 +176,10 @@ class CopyView(MutableMapping[Any, Any]):
             return self._model.current()  # type: ignore[no-any-return]
         return self._model.value_of(task)  # type: ignore[no-any-return]
 
-    def _edit(self, change: Callable[[dict[Any, Any]], _T]) -> _T:
+    def _edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         task = self._elsewhere()
         if task is None:
-            return self._model.edit(change)  # type: ignore[arg-type]
+            return self._model.edit(change)
         return self._model.edit_of(task, change)
 
     def __getitem__(self, key: Any, /) -> Any:

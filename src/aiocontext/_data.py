@@ -19,7 +19,7 @@ import contextvars
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, cast
 
 from ._policy import PropagationPolicy, nobody
 
@@ -97,7 +97,7 @@ else:
 def checked_mapping(policy: PropagationPolicy, method: str, value: object) -> Any:
     """``value`` if it is a mutable mapping, else the ``TypeError`` that names the policy."""
     if isinstance(value, MutableMapping):
-        return value
+        return cast("MutableMapping[Any, Any]", value)
     raise TypeError(
         f"{policy!r}.{method}() must return a mutable mapping such as a dict, got "
         f"{type(value).__name__} {value!r}: return dict(...) of the pairs"
@@ -119,7 +119,7 @@ class Unbound(dict[Any, Any]):
     def __init__(self, name: str, resolve: Callable[[], MutableMapping[Any, Any]]) -> None:
         super().__init__()
         self._name = name
-        self._resolve: Callable[[], Callable[[], Any] | None] = weakref.WeakMethod(resolve)  # type: ignore[arg-type]
+        self._resolve: Callable[[], Callable[[], Any] | None] = weakref.WeakMethod(resolve)
 
     def __repr__(self) -> str:
         return f"<no data for {self._name}>"
@@ -150,14 +150,35 @@ class Unbound(dict[Any, Any]):
     def get(self, key: Any, default: Any = None, /) -> Any:  # noqa: D102 - dict.get
         return self.resolve().get(key, default)
 
-    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+    def _refuse(self) -> NoReturn:
         raise TypeError(
             f"{self!r} is the shared no-data marker and cannot be written: write through "
             "the context (ctx[key] = value) or ctx.data()"
         )
 
-    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse  # type: ignore[assignment]
-    __ior__ = _refuse  # type: ignore[assignment]
+    def __setitem__(self, key: Any, value: Any, /) -> NoReturn:
+        self._refuse()
+
+    def __delitem__(self, key: Any, /) -> NoReturn:
+        self._refuse()
+
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]  # noqa: D102
+        self._refuse()  # pyright: ignore[reportIncompatibleMethodOverride]
+
+    def setdefault(self, *args: Any) -> NoReturn:  # type: ignore[override]  # noqa: D102
+        self._refuse()
+
+    def pop(self, *args: Any) -> NoReturn:  # type: ignore[override]  # noqa: D102
+        self._refuse()
+
+    def popitem(self) -> NoReturn:  # noqa: D102
+        self._refuse()
+
+    def clear(self) -> NoReturn:  # noqa: D102
+        self._refuse()
+
+    def __ior__(self, other: Any, /) -> NoReturn:  # type: ignore[override,misc]
+        self._refuse()
 
 
 class Owned(Mapping[Any, Any]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._chain_model import ChainModel
 from ._copy_model import CopyModel, DeepCopyModel
@@ -31,7 +31,8 @@ def model_class(policy: PropagationPolicy) -> type[DataModel]:
     for base in cls.__mro__:
         model = _MODELS.get(base)
         if model is not None:
-            if cls.inherit is base.inherit and cls.root is base.root:
+            builtin = cast("type[PropagationPolicy]", base)
+            if cls.inherit is builtin.inherit and cls.root is builtin.root:
                 return model
             break
     return OwnedModel

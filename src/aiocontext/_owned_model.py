@@ -73,8 +73,9 @@ class OwnedModel(DataModel):
     def data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
         owned = self.context._value_of(task)
         if owned.owner() is task:
-            return owned.data  # type: ignore[no-any-return]
+            mapping: MutableMapping[Any, Any] = owned.data
+            return mapping
         data = checked_mapping(self.policy, "inherit", self.policy.inherit(owned.data))
         child = Owned(data, task, self.var, self.policy)
         task_context(task).run(self.var.set, child)
-        return data
+        return child.data
