@@ -7,6 +7,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import gc
 import multiprocessing
 import pickle
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -696,3 +697,83 @@ class TestRestore:
             process_pool, request_id_in_restored_snapshot, PROCESS_CTX.snapshot()
         )
         assert "r-1" == request_id
+
+
+POLICIES = [Copy(), DeepCopy(), Share(), ChainMap(), Trimmed()]
+
+
+class TestScopesEndedElsewhere:
+    """``bound()`` and ``restore()`` blocks inside an async generator that another task
+    closes: they never write that task's data, and never raise."""
+
+    @staticmethod
+    async def _advance_then_close(ctx: Context[str, Any], way: str, scope: str) -> object:
+        async def gen() -> Any:
+            if scope == "bound":
+                with ctx.bound(k="gen"):
+                    yield ctx["k"]
+            else:
+                with ctx.restore({"k": "gen"}):
+                    yield ctx["k"]
+
+        agen = gen()
+
+        async def advance() -> object:
+            return await agen.__anext__()
+
+        first = await asyncio.create_task(advance())  # advanced by task A
+
+        async def closer() -> dict[str, Any]:  # task B, with data of its own
+            ctx["k"] = "b"
+            if way == "aclose":
+                await agen.aclose()
+            else:
+                with pytest.raises(RuntimeError):
+                    await agen.athrow(RuntimeError("closed"))
+            return dict(ctx)
+
+        assert "gen" == first
+        return await asyncio.create_task(closer())
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("policy", POLICIES)
+    @pytest.mark.parametrize("scope", ["bound", "restore"])
+    @pytest.mark.parametrize("way", ["aclose", "athrow"])
+    async def test_closing_task_keeps_its_data(
+        self, policy: PropagationPolicy, scope: str, way: str
+    ) -> None:
+        """The closing task's data is untouched, and nothing is reported to the loop."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry()).attach()
+        reported: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, info: reported.append(info))
+        seen = await self._advance_then_close(ctx, way, scope)
+        # Share()'s one mapping is the whole tree's: the bound() block restored it (k was
+        # absent before it). Everywhere else the closing task's write stands.
+        expected = {} if policy == Share() and scope == "bound" else {"k": "b"}
+        assert ([], expected) == (reported, seen)
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("policy", POLICIES)
+    async def test_finalised_by_the_loop_after_the_task_ended(
+        self, policy: PropagationPolicy
+    ) -> None:
+        """A generator left open and finalised by the loop's async-generator hook: no
+        error reaches the loop's exception handler."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry()).attach()
+        reported: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, info: reported.append(info))
+
+        async def gen() -> Any:
+            with ctx.restore({"k": "gen"}), ctx.bound(j="gen"):
+                yield 1
+
+        async def request() -> None:
+            agen = gen()
+            await agen.__anext__()  # left suspended inside both blocks
+
+        await asyncio.create_task(request())
+        gc.collect()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert [] == reported
