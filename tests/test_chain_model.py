@@ -60,7 +60,6 @@ class TestLayersBounded:
         assert expected == await asyncio.create_task(generation(1))
 
 
-
 class TestLayersLookups:
     def test_a_concurrent_delete_is_a_miss_not_a_false_key_error(self) -> None:
         """Each layer is read once: a key deleted from a lower layer by another thread while

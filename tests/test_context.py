@@ -7,6 +7,8 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import copy
+import pickle
 import sys
 import threading
 import types
@@ -1699,3 +1701,34 @@ class TestCopyOnWrite:
         """The marker held where there is no data names its context."""
         ctx: Context[str, str] = Context(name="request", registry=ContextRegistry())
         assert f"<no data for {ctx!r}>" == repr(ctx.unbound)
+
+
+class TestHandle:
+    """A Context is a handle on task-local data, not a value (defect 12)."""
+
+    def test_copies_are_the_context_itself(self) -> None:
+        """``copy.copy`` and ``copy.deepcopy`` give the same context, not a second,
+        unequal handle on the same data."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry())
+        assert (ctx, ctx) == (copy.copy(ctx), copy.deepcopy(ctx))
+        assert copy.copy(ctx) is ctx
+
+    @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+    def test_pickling_says_to_send_a_snapshot(self, protocol: int) -> None:
+        """Pickling raises a ``TypeError`` that names ``snapshot()`` at once."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry())
+        with pytest.raises(TypeError, match=r"snapshot\(\)"):
+            pickle.dumps(ctx, protocol)
+
+    @pytest.mark.asyncio
+    async def test_deepcopy_of_a_value_holding_a_context(self) -> None:
+        """Under ``DeepCopy()`` a value holding a context (a logger adapter, say) copies,
+        and its copy holds the same context."""
+        inner: Context[str, int] = Context(registry=ContextRegistry())
+        ctx: Context[str, Any] = Context(DeepCopy(), registry=ContextRegistry()).attach()
+        ctx["holder"] = {"context": inner}
+
+        async def child() -> object:
+            return ctx["holder"]["context"]
+
+        assert inner is await asyncio.create_task(child())

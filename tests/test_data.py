@@ -13,7 +13,14 @@ from typing import Any
 import attrs
 import pytest
 
-from aiocontext import ChainMap, Context, ContextRegistry, PropagationPolicy, TaskContextError
+from aiocontext import (
+    ChainMap,
+    Context,
+    ContextRegistry,
+    EventLoopError,
+    PropagationPolicy,
+    TaskContextError,
+)
 
 needs_312 = pytest.mark.skipif(
     sys.version_info < (3, 12), reason="reading another task's data needs Python 3.12+"
@@ -169,3 +176,28 @@ class TestDataOfAnotherTask:
         assert {"a": "creator", "b": "written from outside"} == await task
         assert {"a": "creator"} == dict(ctx)
         assert {"a": "creator", "b": "written from outside"} == ctx.data(task)
+
+
+class TestUnboundIsReadOnly:
+    @pytest.mark.parametrize(
+        "write",
+        [
+            lambda marker: marker.__setitem__("user", "ghost"),
+            lambda marker: marker.update(user="ghost"),
+            lambda marker: marker.setdefault("user", "ghost"),
+            lambda marker: marker.pop("user"),
+            lambda marker: marker.popitem(),
+            lambda marker: marker.clear(),
+            lambda marker: marker.__delitem__("user"),
+            lambda marker: marker.__ior__({"user": "ghost"}),
+        ],
+    )
+    def test_the_no_data_marker_refuses_writes(self, write: Callable[[Any], object]) -> None:
+        """The marker is shared by all code without data: writing it raises a
+        ``TypeError`` and leaves it empty, so ``ctx["user"]`` outside any loop still raises
+        ``EventLoopError`` (defect 10)."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry())
+        with pytest.raises(TypeError, match="no-data marker"):
+            write(ctx.unbound)
+        with pytest.raises(EventLoopError):
+            ctx["user"]

@@ -38,8 +38,9 @@ class Key(Generic[T]):
         default_factory: Called to make that value instead; the result is stored.
 
     Raises:
-        TypeError: ``name`` is not a string, ``default_factory`` is not callable, or both
-            ``default`` and ``default_factory`` are given.
+        TypeError: ``name`` is not a string, ``default_factory`` is not callable, both
+            ``default`` and ``default_factory`` are given, or ``default`` is mutable
+            (unhashable, as dataclasses judge it: use ``default_factory``).
 
     Example:
         >>> from aiocontext import Context, Key
@@ -76,6 +77,11 @@ class Key(Generic[T]):
                 raise TypeError(
                     f"Key({name!r}) got both default and default_factory: pass one of them"
                 )
+        if default is not MISSING and type(default).__hash__ is None:
+            raise TypeError(
+                f"Key({name!r}) got the mutable default {default!r}, which every task would "
+                f"share: use default_factory={type(default).__name__} to give each task its own"
+            )
         self._name = name
         self._default = default
         self._default_factory = default_factory
