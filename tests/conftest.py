@@ -19,6 +19,9 @@ import pytest
 # is made unimportable before anything imports redis. ``pytest_sessionfinish`` below fails a
 # run that ends with the GIL on, whatever turned it on.
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+# Whether a new thread starts in a copy of its starter's contextvars context (3.14+: the
+# default on free-threaded builds, ``-X thread_inherit_context=1`` elsewhere).
+THREADS_INHERIT_CONTEXT = bool(getattr(sys.flags, "thread_inherit_context", 0))
 if FREE_THREADED:
     # (None in sys.modules makes ``import hiredis`` raise ImportError: redis-py falls back.)
     sys.modules.setdefault("hiredis", cast("ModuleType", None))
