@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import sysconfig
 import threading
 from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping
-from typing import Any, TypeAlias
+from types import ModuleType
+from typing import Any, TypeAlias, cast
 
 import pytest
+
+# On a free-threaded build the suite runs with the GIL off, as users of such a build do.
+# hiredis, redis-py's optional C parser (arq's requirements pull it in), does not declare
+# free-threading support yet, so importing it would turn the GIL back on for the whole process
+# (with a RuntimeWarning, an error here). There redis-py uses its own parser instead: hiredis
+# is made unimportable before anything imports redis. ``pytest_sessionfinish`` below fails a
+# run that ends with the GIL on, whatever turned it on.
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+# Whether a new thread starts in a copy of its starter's contextvars context (3.14+: the
+# default on free-threaded builds, ``-X thread_inherit_context=1`` elsewhere).
+THREADS_INHERIT_CONTEXT = bool(getattr(sys.flags, "thread_inherit_context", 0))
+if FREE_THREADED:
+    # (None in sys.modules makes ``import hiredis`` raise ImportError: redis-py falls back.)
+    sys.modules.setdefault("hiredis", cast("ModuleType", None))
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -112,3 +128,14 @@ def skip_if_eager_factory_broken(loop: asyncio.AbstractEventLoop) -> None:
 
 # Typing tests are type-checked by mypy (see mypy.ini), never imported or run.
 collect_ignore_glob = ["typing/*"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On a free-threaded build, fail the run if the GIL was turned on during it."""
+    if FREE_THREADED and getattr(sys, "_is_gil_enabled", lambda: True)():
+        session.config.get_terminal_writer().line(
+            "a module imported during the run turned the GIL on (free-threaded build): "
+            "see FREE_THREADED in tests/conftest.py",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from aiocontext import Context, ContextRegistry, EventLoopError, Share, TaskContextError
-from aiocontext.executors import run_in_executor, run_in_process, submit
+from aiocontext.executors import CleanThreadPoolExecutor, run_in_executor, run_in_process, submit
 
 # Module globals, so that process pool workers find them (by name, in this module).
 REQUEST: Context[str, Any] = Context(name="test_executors.REQUEST", registry=ContextRegistry())
@@ -99,14 +99,14 @@ class TestRunInExecutor:
         assert "r-1" == await run_in_executor(None if use_default else threads, read, "id")
 
     @pytest.mark.asyncio
-    async def test_plain_loop_run_in_executor_does_not(
-        self, threads: concurrent.futures.ThreadPoolExecutor
-    ) -> None:
-        """What it fixes: ``loop.run_in_executor`` runs the function without the context."""
+    async def test_plain_loop_run_in_executor_does_not(self) -> None:
+        """What it fixes: ``loop.run_in_executor`` runs the function in the worker's own
+        context, without the caller's (a CleanThreadPoolExecutor worker's is empty on every
+        setting of thread_inherit_context; see tests/test_threads.py for a standard pool's)."""
         REQUEST.attach()
         REQUEST["id"] = "r-1"
-        with pytest.raises(EventLoopError):
-            await asyncio.get_running_loop().run_in_executor(threads, read, "id")
+        with CleanThreadPoolExecutor(max_workers=8) as pool, pytest.raises(EventLoopError):
+            await asyncio.get_running_loop().run_in_executor(pool, read, "id")
 
     @pytest.mark.asyncio
     async def test_passes_positional_and_keyword_arguments(
@@ -241,10 +241,12 @@ class TestSubmit:
         with REQUEST.restore({"id": "r-1"}):
             assert "r-1" == submit(threads, read, "id").result()
 
-    def test_plain_submit_does_not(self, threads: concurrent.futures.ThreadPoolExecutor) -> None:
-        """What it fixes: ``executor.submit`` runs the function without the context."""
-        with REQUEST.restore({"id": "r-1"}), pytest.raises(EventLoopError):
-            threads.submit(read, "id").result()
+    def test_plain_submit_does_not(self) -> None:
+        """What it fixes: ``executor.submit`` runs the function in the worker's own context,
+        without the caller's (a CleanThreadPoolExecutor worker's: empty on every setting)."""
+        with REQUEST.restore({"id": "r-1"}), CleanThreadPoolExecutor(max_workers=8) as pool:
+            with pytest.raises(EventLoopError):
+                pool.submit(read, "id").result()
 
     @pytest.mark.asyncio
     async def test_from_synchronous_code_in_a_task(

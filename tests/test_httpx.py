@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -14,6 +13,7 @@ from aiohttp import web
 
 import aiocontext.httpx
 from aiocontext import Context, ContextRegistry
+from aiocontext.executors import CleanThreadPoolExecutor
 from aiocontext.propagation import Baggage, Propagator
 
 CONCURRENT = 50
@@ -79,7 +79,7 @@ class TestInstrument:
     @pytest.mark.asyncio
     async def test_sync_client_in_threads(self) -> None:
         """A sync client sends the data of the thread calling it (a ``to_thread`` worker
-        sees its task's data, a plain pool thread has none and sends no id); a header the
+        sees its task's data, a clean pool's thread has none and sends no id); a header the
         caller set, or a client default, is kept."""
         request = new_context()
         request.attach()
@@ -97,7 +97,7 @@ class TestInstrument:
                 sent = await asyncio.to_thread(call, {})
                 caller_set = await asyncio.to_thread(call, {"x-request-id": "callers"})
                 no_headers: dict[str, str] = {}
-                with concurrent.futures.ThreadPoolExecutor(1) as pool:  # no context copied
+                with CleanThreadPoolExecutor(1) as pool:  # workers start with no context
                     no_data = await asyncio.get_running_loop().run_in_executor(
                         pool, call, no_headers
                     )

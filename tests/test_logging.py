@@ -17,7 +17,9 @@ import structlog
 from structlog.testing import CapturingLogger
 
 from aiocontext import Context, ContextRegistry, Key
+from aiocontext.executors import CleanThreadPoolExecutor
 from aiocontext.logging import DEFAULT, ContextFilter, StructlogProcessor, structlog_processor
+from conftest import THREADS_INHERIT_CONTEXT
 
 #: Named by ``"<this module>:CTX"`` strings in the tests of the string form of ``context``.
 CTX: Context[str, Any] = Context(name="test_logging.CTX", registry=ContextRegistry())
@@ -176,13 +178,26 @@ class TestContextFilter:
 
     @pytest.mark.asyncio
     async def test_plain_thread_gives_the_default(self, logger: logging.Logger) -> None:
-        """A ``threading.Thread`` does not inherit the task's contextvars: the default."""
+        """A ``threading.Thread`` gets the default, unless threads inherit context (3.14+,
+        ``sys.flags.thread_inherit_context``): then it runs in a copy of its starter's
+        contextvars and gets the task's value."""
         ctx = new_context().attach()
         records = capture(logger, ContextFilter(ctx))
         ctx["request_id"] = "r-5"
         thread = threading.Thread(target=logger.info, args=("plain thread",))
         thread.start()
         await asyncio.to_thread(thread.join, 10)
+        assert (["r-5"] if THREADS_INHERIT_CONTEXT else [DEFAULT]) == values(records)
+
+    @pytest.mark.asyncio
+    async def test_clean_pool_thread_gives_the_default(self, logger: logging.Logger) -> None:
+        """A CleanThreadPoolExecutor worker, started by the task, gets the default on every
+        setting of thread_inherit_context."""
+        ctx = new_context().attach()
+        records = capture(logger, ContextFilter(ctx))
+        ctx["request_id"] = "r-6"
+        with CleanThreadPoolExecutor(1) as pool:
+            await asyncio.get_running_loop().run_in_executor(pool, logger.info, "pool thread")
         assert [DEFAULT] == values(records)
 
     @pytest.mark.asyncio

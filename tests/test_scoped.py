@@ -28,6 +28,7 @@ from aiocontext import (
     Share,
     TaskContextError,
 )
+from aiocontext.executors import CleanThreadPoolExecutor
 
 #: The context of the process pool test. A worker process imports it from this module, so
 #: it must be a module-level global; in the worker it has no data until a restore() block.
@@ -664,9 +665,10 @@ class TestRestore:
 
     @pytest.mark.asyncio
     async def test_in_thread_pool_worker(self) -> None:
-        """A ``ThreadPoolExecutor`` worker (a thread with no loop and no data) restores a
-        task's snapshot and reads it; after the block the thread has no data again, so the
-        next job run by that thread does not see it."""
+        """A thread pool worker with no loop and no data (a CleanThreadPoolExecutor's, on
+        every setting of thread_inherit_context) restores a task's snapshot and reads it;
+        after the block the thread has no data again, so the next job run by that thread
+        does not see it."""
         ctx = attached()
         ctx["request_id"] = "r-1"
 
@@ -679,7 +681,7 @@ class TestRestore:
                 return request_id, type(exc).__name__
             return request_id, "data left behind"
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        with CleanThreadPoolExecutor(max_workers=1) as pool:
             first = await asyncio.wrap_future(pool.submit(worker, ctx.snapshot()))
             ctx["request_id"] = "r-2"
             second = await asyncio.wrap_future(pool.submit(worker, ctx.snapshot()))

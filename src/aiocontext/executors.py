@@ -1,15 +1,26 @@
 """Run functions in executors with the caller's context data: thread pools and process pools.
 
-``loop.run_in_executor(pool, func)`` and ``pool.submit(func)`` run ``func`` with none of the
-caller's :mod:`contextvars`, so a :class:`~aiocontext.Context` raises there.
-``asyncio.to_thread`` copies them, but only for the loop's default executor. This module
-does what ``to_thread`` does for any :class:`concurrent.futures.Executor`:
+``loop.run_in_executor(pool, func)`` and ``pool.submit(func)`` do not pass the caller's
+:mod:`contextvars` on: ``func`` runs in the worker thread's own context. On a default build
+that is empty, so a :class:`~aiocontext.Context` raises there; where threads inherit context
+(free-threaded builds, or ``-X thread_inherit_context=1``, Python 3.14+) it is a copy of the
+context of whichever caller's ``submit`` started that worker: another request's data.
+``asyncio.to_thread`` copies the caller's context, but only for the loop's default executor.
+This module does what ``to_thread`` does for any :class:`concurrent.futures.Executor`, the
+same on every Python and setting (see ``docs/threads.md``):
 
 * :func:`run_in_executor` (from a coroutine) and :func:`submit` (from synchronous code) run
   ``func`` in a copy of the caller's ``contextvars`` context, exactly like
   ``asyncio.to_thread``: ``func`` sees the caller's data, and its writes behave as the
   ``to_thread`` worker's do (its own under ``Copy()``, ``DeepCopy()`` and ``ChainMap()``;
-  the caller's under ``Share()``).
+  the caller's under ``Share()``). A worker thread they start starts with an empty context,
+  so no worker keeps the caller's data once ``func`` returns.
+* :class:`CleanThreadPoolExecutor` is a thread pool for the calls that pass no context on
+  (``loop.run_in_executor``, ``submit``, ``map``, libraries given the pool): its workers
+  start with an empty context and run each call in a fresh one, so such a call sees no
+  request's data whoever started the worker. Make it the loop's default executor with
+  ``loop.set_default_executor(CleanThreadPoolExecutor())`` so that ``to_thread``'s workers
+  start clean too.
 * :func:`run_in_process` is for executors that do not share memory, such as
   :class:`~concurrent.futures.ProcessPoolExecutor`, where ``contextvars`` cannot go: it
   sends a :meth:`~aiocontext.Context.snapshot` of each context named and restores it around
@@ -47,14 +58,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
-from typing_extensions import ParamSpec
-
-from typing_extensions import TypeIs
+from typing_extensions import ParamSpec, TypeIs
 
 from ._context import Context, is_context
 from ._errors import EventLoopError
 
-__all__ = ["run_in_executor", "run_in_process", "submit"]
+__all__ = ["CleanThreadPoolExecutor", "run_in_executor", "run_in_process", "submit"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -92,7 +101,9 @@ def run_in_executor(
     What ``loop.run_in_executor`` does, plus what ``asyncio.to_thread`` adds: ``func`` runs in
     a copy of the caller's ``contextvars`` context, so it sees the caller's context data and
     its writes behave as a ``to_thread`` worker's (the caller's under ``Share()``, its own
-    under the other policies). Keyword arguments are passed on too.
+    under the other policies). Keyword arguments are passed on too. A worker thread the
+    call starts (the default executor too, if this creates it) starts with an empty
+    context, whether or not threads inherit context here.
 
     Args:
         executor: Any executor sharing this process's memory (a ``ThreadPoolExecutor``,
@@ -114,7 +125,8 @@ def run_in_executor(
     loop = _running_loop("run_in_executor", "use aiocontext.executors.submit(executor, func, ...)")
     _check_executor(executor, func, "run_in_executor", _USE_RUN_IN_PROCESS)
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-    return loop.run_in_executor(executor, call)
+    # Submitted from an empty context: a worker (or default executor) this starts starts clean.
+    return _run_clean(lambda: loop.run_in_executor(executor, call))
 
 
 def submit(
@@ -156,7 +168,9 @@ def submit(
             "a ThreadPoolExecutor (None, the loop's default executor, is for run_in_executor())"
         )
     _check_executor(executor, func, "submit", _USE_SNAPSHOT)
-    return executor.submit(functools.partial(contextvars.copy_context().run, func, *args, **kwargs))
+    call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+    # Submitted from an empty context: a worker this starts starts clean.
+    return _run_clean(lambda: executor.submit(call))
 
 
 def run_in_process(
@@ -212,6 +226,56 @@ def run_in_process(
         )
     snapshots = tuple((*_reference(context, func), context.snapshot()) for context in contexts)
     return loop.run_in_executor(executor, _CallWithSnapshots(func, args, kwargs, snapshots))
+
+
+class CleanThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool whose calls see no caller's context data unless it is passed explicitly.
+
+    A :class:`~concurrent.futures.ThreadPoolExecutor` whose workers start with an empty
+    :mod:`contextvars` context, on every Python and whether or not threads inherit context,
+    and run each submitted call in a fresh empty one. So ``pool.submit(func)`` and
+    ``loop.run_in_executor(pool, func)`` see no request's data (a context raises there, and
+    :class:`~aiocontext.logging.ContextFilter` gives its default), and no worker keeps a
+    request's data alive, even when the pool was created, or its workers started, inside a
+    request. :func:`run_in_executor` and :func:`submit` still pass the caller's data on.
+    Everything else is the standard pool's (arguments, ``map``, ``shutdown``).
+
+    Example:
+        >>> import contextvars
+        >>> from aiocontext import Context
+        >>> request = Context(name="request")
+        >>> with request.restore({"id": "r-1"}), CleanThreadPoolExecutor() as pool:
+        ...     plain = pool.submit(request.get, "id", "no data")
+        ...     passed_on = submit(pool, request.get, "id")
+        ...     (plain.exception() is not None, passed_on.result())
+        (True, 'r-1')
+    """
+
+    def submit(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> concurrent.futures.Future[_T]:
+        """Schedule ``fn(*args, **kwargs)`` in a fresh, empty ``contextvars`` context.
+
+        A worker started for it starts with an empty context too, whatever context the
+        caller runs in.
+
+        Args:
+            fn: The function to call.
+            *args: Its positional arguments.
+            **kwargs: Its keyword arguments.
+
+        Returns:
+            A :class:`concurrent.futures.Future` of its result.
+        """
+        call = functools.partial(contextvars.Context().run, fn, *args, **kwargs)
+        submit = super().submit
+        return _run_clean(lambda: submit(call))
+
+
+def _run_clean(start: Callable[[], _T]) -> _T:
+    """``start()`` in a fresh, empty ``contextvars`` context: a thread it starts starts clean
+    even where threads inherit context."""
+    return contextvars.Context().run(start)
 
 
 @attrs.frozen
