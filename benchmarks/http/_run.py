@@ -9,6 +9,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from typing import Final
@@ -44,15 +45,16 @@ class Server:
     sock: socket.socket
 
     @classmethod
-    def start(cls, stack: str, variant: str, *, valgrind: bool = False) -> Server:
-        """Start it (under callgrind when ``valgrind``); clients may connect at once."""
+    def start(cls, stack: str, variant: str, *, valgrind: bool = False, out: str = "") -> Server:
+        """Start it (under callgrind when ``valgrind``, its counts dumped to ``out``.N);
+        clients may connect at once."""
         sock = _listening()
         fd = sock.fileno()
         command = [sys.executable, "-m", "benchmarks.http._server", stack, variant, str(fd)]
         if valgrind:
             if VALGRIND is None:
                 raise RuntimeError("valgrind is not installed: run with --no-valgrind")
-            command = [VALGRIND, "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
+            command = [VALGRIND, "--tool=callgrind", f"--callgrind-out-file={out}", *command]
         process = subprocess.Popen(
             command,
             pass_fds=(fd,),
@@ -102,31 +104,43 @@ class Server:
         raise RuntimeError("no VmRSS")
 
 
-def _counted(stack: str, variant: str, n: int, warmup: int, request_id: str | None) -> int:
-    server = Server.start(stack, variant, valgrind=True)
-    try:
-        conn = Connection(server.port)
+def _dump(pid: int) -> None:
+    """Have callgrind write its counts so far to a new file and zero them."""
+    subprocess.run(["callgrind_control", "--dump", str(pid)], capture_output=True, check=True)
+
+
+def _totals(path: str) -> int:
+    with open(path) as file:
+        for line in file:
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def instructions(stack: str, variant: str, n: int, warmup: int) -> dict[str, float]:
+    """The server's instructions per request, id generated and id sent: one process under
+    callgrind serves ``warmup`` requests (half of each kind), then ``n`` of each on one
+    keep-alive connection, counts dumped in between."""
+    with tempfile.TemporaryDirectory(prefix="aiocontext-http-") as out:
+        server = Server.start(stack, variant, valgrind=True, out=f"{out}/callgrind.out")
         try:
-            conn.run(warmup, request_id)
-            conn.run(n, request_id)
-        finally:
-            conn.close()
-        err = server.stop()
-    except BaseException:
-        server.kill()
-        raise
-    match = re.search(r"Collected : (\d+)", err)
-    if match is None:
-        raise RuntimeError(f"no count from valgrind for {stack} {variant}:\n{err[-2000:]}")
-    return int(match.group(1))
-
-
-def instructions(stack: str, variant: str, n: int, warmup: int, request_id: str | None) -> float:
-    """The server's instructions per request: (a run of ``n`` - a run of 0) / ``n``, both
-    after ``warmup`` requests, on one keep-alive connection."""
-    none = _counted(stack, variant, 0, warmup, request_id)
-    many = _counted(stack, variant, n, warmup, request_id)
-    return (many - none) / n
+            conn = Connection(server.port)
+            try:
+                conn.run(warmup // 2)
+                conn.run(warmup - warmup // 2, SENT_ID)
+                _dump(server.process.pid)
+                conn.run(n)
+                _dump(server.process.pid)
+                conn.run(n, SENT_ID)
+                _dump(server.process.pid)
+            finally:
+                conn.close()
+            server.stop()
+        except BaseException:
+            server.kill()
+            raise
+        generated, sent = (_totals(f"{out}/callgrind.out.{i}") for i in (2, 3))
+    return {"generated": generated / n, "sent": sent / n}
 
 
 def checked(stack: str, variant: str) -> Server:
