@@ -115,7 +115,7 @@ def _count(stack: str, variants: list[str], args: argparse.Namespace, out: dict[
     bare = per.get("bare")
     print("  instructions per request, thousands (over bare): id generated | id sent")
     for variant, counts in per.items():
-        cells = []
+        cells: list[str] = []
         for mode in ("generated", "sent"):
             over = (
                 ""
