@@ -101,6 +101,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variant", action="append", default=[], choices=list(ASGI_VARIANTS))
     parser.add_argument("--n", type=int, default=1000, help="requests per counted run (valgrind)")
     parser.add_argument("--warmup", type=int, default=200, help="requests before counting")
+    parser.add_argument("--no-valgrind", action="store_true", help="skip the instruction counts")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds (0: skip)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="load per variant per round")
+    parser.add_argument("--connections", type=int, default=50, help="keep-alive connections")
+    parser.add_argument(
+        "--memory", type=int, default=20_000, help="requests per memory sample (0: skip)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = parser.parse_args(argv)
     if args.quick:
