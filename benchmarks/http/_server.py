@@ -26,13 +26,6 @@ STACKS: Final[dict[str, tuple[str, str, str]]] = {
 }
 
 
-async def _tick() -> None:
-    """Wake the loop ten times a second, as uvicorn's main loop does: callgrind takes a dump
-    command only while the process runs, not while it waits for a request."""
-    while True:
-        await asyncio.sleep(0.1)
-
-
 def _serve_aiohttp(variant: str, fd: int) -> None:
     from aiohttp import web
 
@@ -42,9 +35,7 @@ def _serve_aiohttp(variant: str, fd: int) -> None:
         await runner.setup()
         sock = socket.socket(fileno=fd)
         await web.SockSite(runner, sock).start()
-        ticker = asyncio.create_task(_tick())
         await stopped.wait()
-        ticker.cancel()
         await runner.cleanup()
 
     asyncio.run(main())
