@@ -173,11 +173,44 @@ def request_id_middleware(
         >>> app = web.Application(middlewares=[request_id_middleware(request_context)])
     """
     context = _check(context, header, key, propagator)
+    if propagator is not None:
+        return _propagating_middleware(context, header, key, response_header, propagator)
+    return _middleware(context, header, key, response_header)
+
+
+def _middleware(context: Context[Any, Any], header: str, key: Any, set_header: bool) -> Middleware:
+    """The middleware without a propagator (``set_header``: set the response header here)."""
 
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.getall(header, ())
-        others = {} if propagator is None else propagator.extract(request.headers)
+        value = incoming[0] if len(incoming) == 1 and is_valid(incoming[0]) else new_request_id()
+        request[_STORAGE_KEY] = value
+        data = context.snapshot()
+        data[key] = value
+        with context.restore(data):
+            try:
+                response = await handler(request)
+            except web.HTTPException as error:
+                if set_header:
+                    error.headers[header] = value
+                raise
+        if set_header and not response.prepared:
+            response.headers[header] = value
+        return response
+
+    return request_id
+
+
+def _propagating_middleware(
+    context: Context[Any, Any], header: str, key: Any, set_header: bool, propagator: Propagator
+) -> Middleware:
+    """The middleware with a propagator: its keys too, in every context it names."""
+
+    @web.middleware
+    async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.getall(header, ())
+        others = propagator.extract(request.headers)
         own = others.pop(context, {})
         value = incoming[0] if len(incoming) == 1 and is_valid(incoming[0]) else own.get(key)
         if not isinstance(value, str) or not is_valid(value):
@@ -187,15 +220,15 @@ def request_id_middleware(
         with context.restore({**context.snapshot(), **own}), contextlib.ExitStack() as stack:
             for other, data in others.items():
                 stack.enter_context(other.restore(data))
-            reply = {} if propagator is None or not response_header else propagator.encode()
+            reply = propagator.encode()
             request[_REPLY_KEY] = reply
             try:
                 response = await handler(request)
             except web.HTTPException as error:
-                if response_header:
+                if set_header:
                     _set_headers(error.headers, value, header, reply)
                 raise
-        if response_header and not response.prepared:
+        if set_header and not response.prepared:
             _set_headers(response.headers, value, header, reply)
         return response
 
@@ -257,9 +290,13 @@ def setup(
         >>> len(app.middlewares), len(app.on_startup) >= 1
         (1, True)
     """
-    middleware = request_id_middleware(
-        context, header=header, key=key, response_header=response_header, propagator=propagator
-    )
+    context = _check(context, header, key, propagator)
+    # With the header on, the on_response_prepare handler below sets it on every response
+    # (handled, raised, streamed, aiohttp's 500), so the middleware does not: once each.
+    if propagator is None:
+        middleware = _middleware(context, header, key, set_header=False)
+    else:
+        middleware = _propagating_middleware(context, header, key, False, propagator)
 
     async def attach(app: web.Application) -> None:
         context.attach()
@@ -267,13 +304,27 @@ def setup(
     app.middlewares.insert(0, middleware)
     app.on_startup.insert(0, attach)
     if response_header:
+        app.on_response_prepare.append(_header_setter(header, propagator is not None))
 
-        async def set_header(request: web.Request, response: web.StreamResponse) -> None:
+
+def _header_setter(header: str, with_reply: bool) -> Any:
+    """The ``on_response_prepare`` handler of :func:`setup`: the id header (and the
+    propagator's, ``with_reply``) on each response of a request the middleware has seen."""
+    if with_reply:
+
+        async def set_headers(request: web.Request, response: web.StreamResponse) -> None:
             value = request.get(_STORAGE_KEY)
             if value is not None:
                 _set_headers(response.headers, value, header, request.get(_REPLY_KEY, {}))
 
-        app.on_response_prepare.append(set_header)
+        return set_headers
+
+    async def set_header(request: web.Request, response: web.StreamResponse) -> None:
+        value = request.get(_STORAGE_KEY)
+        if value is not None:
+            response.headers[header] = value
+
+    return set_header
 
 
 def client_trace_config(propagator: Propagator) -> aiohttp.TraceConfig:

@@ -170,6 +170,7 @@ class RequestIdMiddleware:
         "_last_loop",
         "_propagator",
         "_response_header",
+        "_state_name",
     )
 
     def __init__(
@@ -202,6 +203,7 @@ class RequestIdMiddleware:
         self._context = context
         self._header = _header_name(header)
         self._key = key
+        self._state_name = key if isinstance(key, str) else key.name
         self._response_header = bool(response_header)
         self._last_loop: Callable[[], asyncio.AbstractEventLoop | None] = _no_loop
 
@@ -234,28 +236,46 @@ class RequestIdMiddleware:
             await self._app(scope, receive, send)
             return
         headers = scope.get("headers", ())
-        key = self._key
+        if self._propagator is not None:
+            await self._call_propagating(scope, receive, send, headers)
+            return
+        request_id = self._incoming(headers)
+        scope = self._with_state(scope, request_id)
+        if self._response_header:
+            send = _id_sender(send, (self._header, request_id.encode("latin-1")))
+        with self._context.restore({self._key: request_id}):
+            await self._app(scope, receive, send)
+
+    async def _call_propagating(
+        self, scope: Scope, receive: Receive, send: Send, headers: Iterable[tuple[bytes, bytes]]
+    ) -> None:
+        """``__call__`` with a propagator: its keys too, in every context it names."""
         propagator = self._propagator
-        if propagator is None:
-            own: dict[Any, Any] = {}
-            others: dict[Context[Any, Any], dict[Any, Any]] = {}
-            request_id = self._incoming(headers)
-        else:
-            others = propagator.extract(header_pairs(headers))
-            own = others.pop(self._context, {})
-            request_id = self._incoming(headers, own.get(key))
+        assert propagator is not None
+        key = self._key
+        others = propagator.extract(header_pairs(headers))
+        own = others.pop(self._context, {})
+        request_id = self._incoming(headers, own.get(key))
         own[key] = request_id
-        # ASGI: a middleware changing the scope gives the app a copy. ``state`` is the
-        # request's own namespace (a per-request copy of the lifespan state), shared on purpose.
-        scope = dict(scope)
-        scope.setdefault("state", {})[key if isinstance(key, str) else key.name] = request_id
+        scope = self._with_state(scope, request_id)
         with self._context.restore(own), contextlib.ExitStack() as stack:
             for other, data in others.items():
                 stack.enter_context(other.restore(data))
             if self._response_header:
-                reply = {} if propagator is None else propagator.encode()
-                send = self._sender(send, request_id, reply)
+                send = self._sender(send, request_id, propagator.encode())
             await self._app(scope, receive, send)
+
+    def _with_state(self, scope: Scope, request_id: str) -> Scope:
+        """``scope`` with the id in its ``state``: the request's own namespace (a per-request
+        copy of the lifespan state, which servers put in every scope), shared on purpose. A
+        scope without one is copied first: ASGI has a middleware changing the scope give the
+        app a copy."""
+        state = scope.get("state")
+        if state is None:
+            scope = {**scope, "state": {self._state_name: request_id}}
+        else:
+            state[self._state_name] = request_id
+        return scope
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach the context to ``loop`` unless it is; remember ``loop`` as the last seen."""
@@ -298,3 +318,19 @@ class RequestIdMiddleware:
             await send(message)
 
         return send_with_request_id
+
+
+def _id_sender(send: Send, ours: tuple[bytes, bytes]) -> Send:
+    """Wrap ``send`` to set the header ``ours`` on the response's first message, replacing
+    any of that name the application set (its message gets a new header list; the
+    application's own list is left as it was)."""
+    name = ours[0]
+
+    async def send_with_request_id(message: Message) -> None:
+        if message["type"] in _RESPONSE_STARTS:
+            headers = [item for item in message.get("headers", ()) if item[0].lower() != name]
+            headers.append(ours)
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_request_id
