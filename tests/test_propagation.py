@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import subprocess
 import sys
@@ -34,7 +35,6 @@ from aiocontext.propagation import (
     field,
     header_values,
 )
-
 
 ATTEMPT = Key[int]("attempt")
 USER = Key[str]("user")
@@ -639,7 +639,7 @@ class TestRoundTrip:
             header = propagator.encode()[BAGGAGE_HEADER]
         members = header.split(",")
         bounds = sorted({0, len(members), *(min(cut, len(members)) for cut in cuts)})
-        parts = [",".join(members[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        parts = [",".join(members[a:b]) for a, b in itertools.pairwise(bounds)]
         carrier: Any
         if form == "multidict":
             carrier = CIMultiDict([("Baggage", part) for part in parts])
