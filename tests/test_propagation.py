@@ -705,10 +705,15 @@ class TestThroughAiohttp:
 
 
 def test_the_core_imports_no_optional_dependency() -> None:
-    """``import aiocontext.propagation`` imports none of the integrations' libraries."""
+    """``import aiocontext.propagation`` (and ``aiocontext.logging``) import none of the
+    integrations' libraries, nor the observability integrations."""
     code = (
-        "import sys, aiocontext, aiocontext.propagation; "
-        "print(sorted({'aiohttp', 'arq', 'celery', 'httpx', 'kombu', 'redis'} & set(sys.modules)))"
+        "import sys, aiocontext, aiocontext.propagation, aiocontext.logging; "
+        "optional = {'aiohttp', 'arq', 'celery', 'httpx', 'kombu', 'redis', 'opentelemetry', "
+        "'sentry_sdk', 'loguru', 'structlog', 'aiocontext.opentelemetry', 'aiocontext.sentry', "
+        "'aiocontext.loguru'}; "
+        "print(sorted(optional & {name.partition('.')[0] if not name.startswith('aiocontext') "
+        "else name for name in sys.modules}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
