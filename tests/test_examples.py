@@ -76,3 +76,40 @@ def test_fastapi_request_id() -> None:
     assert all(7 == sum(f"[self-test-{n}] orders:" in line for line in lines) for n in range(1, 6))
     fresh = re.findall(r"-> '([0-9a-f-]{36})'", result.stdout)
     assert 2 == len(set(fresh))  # the request without an id and the one with a bad id
+
+
+def test_opentelemetry_trace_ids() -> None:
+    """``opentelemetry_trace_ids.py``: with a traceparent the request id is its trace id, and
+    every line of a request carries its request id and its trace id; without one, the trace
+    OpenTelemetry started; the in-memory exporter holds the four traces."""
+    result = self_test("opentelemetry_trace_ids.py")
+    assert 0 == result.returncode, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "self-test: 4 requests, 4 traces, every id matched" == lines[-1]
+    for n in range(1, 4):
+        trace_id = f"{n:032x}"
+        assert f"[{trace_id} trace={trace_id} span=" in result.stdout
+        assert sum(f"] order {n}:" in line and trace_id in line for line in lines) == 2
+    checks = [line for line in lines if line.startswith("self-test: order ")]
+    assert 4 == len(checks)
+    assert all(line.endswith(": OK") for line in checks)
+
+
+def test_sentry_tags() -> None:
+    """``sentry_tags.py``: 20 concurrent requests, 40 events, each tagged with its request."""
+    result = self_test("sentry_tags.py")
+    assert 0 == result.returncode, result.stdout + result.stderr
+    assert "self-test: 40 events, each with its request" == result.stdout.splitlines()[-1]
+
+
+def test_loguru_request_id() -> None:
+    """``loguru_request_id.py``: every loguru line of a request, from the handler, a sub-task
+    and a thread, through an enqueued sink, carries its id; a line outside any request ``-``."""
+    result = self_test("loguru_request_id.py")
+    assert 0 == result.returncode, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "self-test: 5 requests, every line carried its id" == lines[-1]
+    assert "[-] self-test: starting" in lines
+    for n in range(1, 6):
+        assert f"[order-{n}] order {n}: charged (in a thread)" in lines
+        assert f"self-test: order {n}: 3 lines: OK" in lines

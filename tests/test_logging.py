@@ -18,7 +18,13 @@ from structlog.testing import CapturingLogger
 
 from aiocontext import Context, ContextRegistry, Key
 from aiocontext.executors import CleanThreadPoolExecutor
-from aiocontext.logging import DEFAULT, ContextFilter, StructlogProcessor, structlog_processor
+from aiocontext.logging import (
+    DEFAULT,
+    ContextFilter,
+    FieldProvider,
+    StructlogProcessor,
+    structlog_processor,
+)
 from conftest import THREADS_INHERIT_CONTEXT
 
 #: Named by ``"<this module>:CTX"`` strings in the tests of the string form of ``context``.
@@ -630,6 +636,105 @@ class TestStructlogProcessor:
             structlog_processor(new_context(), "request_id")
         with pytest.raises(ValueError, match="fields is empty"):
             structlog_processor(new_context(), ())
+
+
+class Counter(FieldProvider):
+    """A provider of two fields: a call count, and ``parity`` only on even calls."""
+
+    def __init__(self, names: Any = ("calls", "parity")) -> None:
+        self._names = names
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return "Counter()"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return cast("tuple[str, ...]", self._names)
+
+    def values(self) -> dict[str, object]:
+        self.calls += 1
+        return {"calls": self.calls, **({"parity": "even"} if self.calls % 2 == 0 else {})}
+
+
+class TestFieldProvider:
+    @pytest.mark.asyncio
+    async def test_fills_its_fields_after_the_contexts(self, logger: logging.Logger) -> None:
+        """Each record gets the provider's values, called in the emitting code; a name it
+        leaves out gets the default."""
+        ctx = new_context().attach()
+        records = capture(logger, ContextFilter(ctx, providers=[Counter()]))
+        ctx["request_id"] = "r-1"
+        logger.info("one")
+        logger.info("two")
+        got = [fields(record, "request_id", "calls", "parity") for record in records.records]
+        assert [("r-1", 1, "-"), ("r-1", 2, "even")] == got
+
+    def test_fills_its_fields_where_the_context_has_no_data(self, logger: logging.Logger) -> None:
+        """Outside any task the context's fields get their defaults, the provider's its
+        values: a provider does not depend on the context."""
+        records = capture(logger, ContextFilter(new_context(), providers=[Counter()]))
+        logger.info("no loop")
+        assert [("-", 1, "-")] == [
+            fields(r, "request_id", "calls", "parity") for r in records.records
+        ]
+
+    def test_per_field_defaults_and_overwrite(self, logger: logging.Logger) -> None:
+        """Per-field defaults name provider fields too; ``extra=`` wins unless overwrite."""
+        kept = capture(
+            logger, ContextFilter(new_context(), default={"parity": "odd"}, providers=[Counter()])
+        )
+        logger.info("kept", extra={"calls": "mine"})
+        assert [("mine", "odd")] == [fields(r, "calls", "parity") for r in kept.records]
+        logger.removeHandler(kept)
+        replaced = capture(
+            logger, ContextFilter(new_context(), overwrite=True, providers=[Counter()])
+        )
+        logger.info("replaced", extra={"calls": "mine"})
+        assert [1] == values(replaced, "calls")
+
+    def test_structlog_processor_takes_providers(self) -> None:
+        """The structlog processor fills provider fields into the event dict."""
+        processor = structlog_processor(new_context(), providers=[Counter()])
+        event = processor(None, "info", {"event": "e"})
+        assert {"event": "e", "request_id": "-", "calls": 1, "parity": "-"} == event
+        assert repr(processor).endswith(", providers=[Counter()])")
+
+    @pytest.mark.parametrize(
+        ("providers", "message"),
+        [
+            (Counter(), "must be a list of FieldProvider"),
+            (None, "must be a list of FieldProvider"),
+            ([object()], "must hold FieldProvider objects"),
+            ([Counter(names="calls")], "must be a tuple of field names"),
+        ],
+        ids=repr,
+    )
+    def test_bad_providers_raise_type_error(self, providers: Any, message: str) -> None:
+        """Providers are checked when the filter is made."""
+        with pytest.raises(TypeError, match=message):
+            ContextFilter(new_context(), providers=providers)
+
+    @pytest.mark.parametrize(
+        ("names", "message"),
+        [
+            (("request_id",), "two fields are both named 'request_id'"),
+            (("calls", "calls"), "two fields are both named 'calls'"),
+            (("msg",), "'msg' is an attribute every LogRecord already has"),
+            (("",), "empty or not a str"),
+            ((1,), "empty or not a str"),
+        ],
+        ids=repr,
+    )
+    def test_bad_names_raise_value_error(self, names: Any, message: str) -> None:
+        """A provider's names must be unique among all fields and usable on a record."""
+        with pytest.raises(ValueError, match=message):
+            ContextFilter(new_context(), providers=[Counter(names)])
+
+    def test_a_default_for_no_field_is_refused(self) -> None:
+        """A per-field default must name a context field or a provider field."""
+        with pytest.raises(ValueError, match="default has entries for \\['nope'\\]"):
+            ContextFilter(new_context(), default={"nope": 1}, providers=[Counter()])
 
 
 class TestImports:

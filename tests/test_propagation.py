@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import re
 import subprocess
 import sys
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+import starlette.datastructures
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from aiocontext import Context, ContextRegistry, Key, loop_factory
+from aiocontext.aiohttp import request_id_middleware
 from aiocontext.propagation import (
     BAGGAGE_HEADER,
     MAX_BAGGAGE_BYTES,
@@ -43,10 +51,14 @@ def new_context(name: str = "request") -> Context[Any, Any]:
 # length. Only control characters are refused.
 PLAIN = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%')
 ESCAPED = ' ",;\\%'
-NON_ASCII = "é€😀\u00a0\u2028\ufeff"  # 2, 3 and 4 UTF-8 bytes; no-break and separator spaces
+NON_ASCII = "é€😀\u00a0\u2007\ufeff"  # 2, 3 and 4 UTF-8 bytes; no-break spaces, a BOM
 VALUE_CHARS = st.characters(
-    blacklist_categories=("Cc", "Cs"),  # control characters; lone surrogates cannot be UTF-8
+    # Control characters and the line and paragraph separators end a line; lone surrogates
+    # cannot be UTF-8.
+    blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
 )
+# What may never be in a value read from a carrier: it would split a log line.
+LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class TestHeaderValues:
@@ -60,6 +72,43 @@ class TestHeaderValues:
         assert ["a=1", "b=2"] == header_values(multi, "BAGGAGE")
         headers = httpx.Headers([("baggage", "a=1"), ("baggage", "b=2")])
         assert ["a=1", "b=2"] == header_values(headers, "Baggage")
+
+    def test_starlette_headers_give_every_value(self) -> None:
+        """Starlette's ``Headers`` (raw ASGI bytes underneath) give each repeated value."""
+        raw = [(b"baggage", b"a=1"), (b"baggage", "b=caf\u00e9".encode("latin-1"))]
+        assert ["a=1", "b=café"] == header_values(
+            starlette.datastructures.Headers(raw=raw), "baggage"
+        )
+
+    def test_bytes_are_decoded_as_utf8(self) -> None:
+        """Bytes names and values are read as UTF-8, in a dict and in a multidict."""
+        carrier = {b"Baggage": b"a=1", "baggage": bytearray(b"b=2"), "x": b"3"}
+        assert ["a=1", "b=2"] == header_values(carrier, "baggage")
+        assert ["a=1"] == header_values(CIMultiDict([("baggage", b"a=1")]), "baggage")
+
+    def test_lists_of_values_give_every_value(self) -> None:
+        """A value that is a list or tuple is one value per occurrence."""
+        carrier = {"baggage": ["a=1", b"b=2"], "BAGGAGE": ("c=3",)}
+        assert ["a=1", "b=2", "c=3"] == header_values(carrier, "baggage")
+
+    @pytest.mark.parametrize(
+        "carrier",
+        [
+            {1: "a=1"},  # a name that is not text
+            {None: "a=1"},
+            {("baggage",): "a=1"},
+            {b"\xffbaggage": "a=1"},  # a name that is not UTF-8
+            {"baggage": None},  # values that are not text
+            {"baggage": 1},
+            {"baggage": {"a": "1"}},
+            {"baggage": b"a=\xff"},  # bytes that are not UTF-8
+            {"baggage": [None, 2, [b"a=1"]]},  # no nesting: a list holds values only
+        ],
+        ids=repr,
+    )
+    def test_what_is_not_text_is_skipped(self, carrier: dict[Any, Any]) -> None:
+        """Names and values that are not text are skipped, never an error."""
+        assert [] == header_values(carrier, "baggage")
 
 
 class TestRequestIdHeader:
@@ -186,11 +235,16 @@ class TestBaggage:
             "k=%",
             "k=%4",
             "k=%ZZ",
-            "k=%C3",  # a truncated UTF-8 sequence
-            "k=%FF",
             "k=%0A",  # a newline, once decoded: could forge a log line
+            "k=%0D",
+            "k=%0B",
+            "k=%1E",  # the record separator: str.splitlines splits on it
             "k=%7F",
             "k=%C2%85",  # NEL, a C1 control character
+            "k=%C2%9F",
+            "k=%E2%80%A8",  # LINE SEPARATOR
+            "k=%E2%80%A9",  # PARAGRAPH SEPARATOR
+            "k=a%E2%80%A8b",
             "k=é",  # raw non-ASCII is not a baggage octet
             "k=v;bad property=1",
             "k=v;p=a b",
@@ -201,6 +255,22 @@ class TestBaggage:
     def test_malformed_members_are_dropped(self, member: str) -> None:
         """A malformed member is dropped, and only it: its neighbours are kept."""
         assert {"a": "1", "z": "2"} == Baggage().decode({"baggage": f"a=1,{member},z=2"})
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("%C3", "\ufffd"),  # a truncated UTF-8 sequence
+            ("%FF", "\ufffd"),
+            ("a%C3%28b", "a\ufffd(b"),  # an invalid continuation byte
+            ("%ED%A0%80", "\ufffd\ufffd\ufffd"),  # an encoded surrogate is not UTF-8
+        ],
+        ids=repr,
+    )
+    def test_bytes_that_are_not_utf8_become_replacement_characters(
+        self, value: str, expected: str
+    ) -> None:
+        """As the spec requires, decoded bytes that are not UTF-8 become U+FFFD."""
+        assert {"a": "1", "k": expected} == Baggage().decode({"baggage": f"a=1,k={value}"})
 
     def test_empty_members_are_skipped(self) -> None:
         """Empty list elements (``a=1,,b=2``, a trailing comma) are ignored."""
@@ -224,6 +294,34 @@ class TestBaggage:
         assert {"a": first[2:], "b": "1"} == Baggage().decode({"baggage": f"{first},b=1,c=2"})
         assert {} == Baggage().decode({"baggage": "a=" + "x" * 10_000})
 
+    def test_the_limit_counts_utf8_bytes(self) -> None:
+        """The 10,014-byte header of issue 18: 5,014 characters, a member of raw (invalid)
+        non-ASCII text, then ``tenant=acme`` ending past byte 8,192: that member is dropped."""
+        header = "x=" + "é" * 5000 + ",tenant=acme"
+        assert (10_014, 5014) == (len(header.encode()), len(header))
+        assert {} == Baggage().decode({"baggage": header})
+        within = "x=" + "é" * 4000 + ",tenant=acme"  # 8,014 bytes
+        assert {"tenant": "acme"} == Baggage().decode({"baggage": within})
+
+    def test_the_limit_counts_every_header(self) -> None:
+        """Repeated headers are one list for the limits too: members past byte 8,192 of all
+        of them together are dropped, whichever header they are in."""
+        half = "a=" + "x" * 4094  # 4,096 bytes
+        carrier = CIMultiDict(
+            [("baggage", half), ("baggage", "b=" + "y" * 4093), ("baggage", "c=1")]
+        )
+        assert {"a", "b"} == set(Baggage().decode(carrier))  # 4,096 + 1 + 4,095 = 8,192
+        too_many = {"baggage": [half, "b=" + "y" * 4094]}  # one byte more
+        assert {"a"} == set(Baggage().decode(too_many))
+
+    def test_bytes_from_a_server_count_as_bytes(self) -> None:
+        """aiohttp reads bytes that are not UTF-8 as lone surrogates (``surrogateescape``):
+        each counts as the one byte it was."""
+        junk = "x=" + b"\xff".decode("utf-8", "surrogateescape") * 8000
+        assert {"k": "v"} == Baggage().decode({"baggage": f"{junk},k=v"})  # 8,006 bytes
+        lone = "x=" + "\ud800" * 3000  # other lone surrogates: 3 bytes, as UTF-8 would take
+        assert {} == Baggage().decode({"baggage": f"{lone},k=v"})
+
     def test_encode_leaves_out_what_does_not_fit(self) -> None:
         """Writing: a member that would pass 8,192 bytes is left out, smaller ones after it
         are kept, and no more than 180 members are written."""
@@ -236,8 +334,9 @@ class TestBaggage:
         assert MAX_BAGGAGE_BYTES == len(exact)
 
     def test_encode_leaves_out_unsafe_text(self) -> None:
-        """Control characters and lone surrogates are never written."""
-        assert {} == Baggage().encode({"a": "line\nbreak", "b": "\ud800"})
+        """Line-breaking characters and lone surrogates are never written."""
+        unsafe = {"a": "line\nbreak", "b": "\ud800", "c": "x\u2028y", "d": "\u2029", "e": "\x85"}
+        assert {} == Baggage().encode(unsafe)
 
     def test_bad_key_names_are_refused(self) -> None:
         """A name that cannot be a baggage key is refused when the propagator is made."""
@@ -457,11 +556,164 @@ class TestPropagator:
         assert {request: {"correlation": "c-1"}} == propagator.extract({"x-correlation-id": "c-1"})
 
 
+TEXT_OR_BYTES = st.one_of(st.text(max_size=40), st.binary(max_size=40))
+ANY_VALUE = st.one_of(
+    TEXT_OR_BYTES,
+    st.lists(st.one_of(TEXT_OR_BYTES, st.none(), st.integers()), max_size=3),
+    st.none(),
+    st.integers(),
+)
+HEADER_NAMES = st.sampled_from(["baggage", "Baggage", "X-Request-ID", "x-request-id", "other"])
+ANY_NAME = st.one_of(
+    HEADER_NAMES, HEADER_NAMES.map(str.encode), st.text(max_size=10), st.integers(), st.none()
+)
+# A baggage-looking header: members with valid and invalid keys, percent escapes of any
+# byte (line breaks and invalid UTF-8 among them), raw non-ASCII, properties, whitespace.
+MEMBER_PARTS = st.one_of(
+    st.sampled_from(["k", "tenant", "request_id", "=", ";", ",", " ", "\t", "%", "p=v"]),
+    st.integers(0, 255).map(lambda byte: f"%{byte:02X}"),
+    st.text(max_size=5),
+)
+BAGGAGE_LIKE = st.lists(MEMBER_PARTS, max_size=30).map("".join)
+
+
+class TestHostileCarriers:
+    def propagators(self) -> list[Propagator]:
+        """A propagator per format, both over ``request_id`` and ``tenant``."""
+        request = new_context()
+        return [
+            Propagator({request: ["request_id", "tenant"]}, codec=Baggage()),
+            Propagator({request: ["request_id"]}),
+        ]
+
+    @given(st.dictionaries(ANY_NAME, ANY_VALUE, max_size=6))
+    def test_extract_never_raises_on_any_content(self, carrier: dict[Any, Any]) -> None:
+        """Whatever names and values a mapping holds, extract returns data, and no value it
+        returns holds a character that would split a log line."""
+        for propagator in self.propagators():
+            for values in propagator.extract(carrier).values():
+                assert [] == [v for v in values.values() if LINE_BREAKS.search(v)]
+
+    @given(st.lists(st.tuples(HEADER_NAMES, BAGGAGE_LIKE), max_size=4))
+    def test_extract_never_raises_on_any_multidict(self, pairs: list[tuple[str, str]]) -> None:
+        """Repeated headers of baggage-like junk, in a multidict or in httpx's headers:
+        never an error, never a line break in a value."""
+        for carrier in (
+            CIMultiDict(pairs),
+            httpx.Headers([(name.encode(), value.encode()) for name, value in pairs]),
+            {"baggage": [v for _, v in pairs]},
+        ):
+            for propagator in self.propagators():
+                for values in propagator.extract(carrier).values():
+                    assert [] == [v for v in values.values() if LINE_BREAKS.search(v)]
+
+    def test_bytes_carrier(self) -> None:
+        """A carrier of bytes (message headers) is read like one of text."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id", "tenant"]}, codec=Baggage())
+        carrier = {b"baggage": b"request_id=r-1,tenant=Zo%C3%AB", 3: b"\xff", b"x": None}
+        assert {request: {"request_id": "r-1", "tenant": "Zoë"}} == propagator.extract(carrier)
+        by_id = Propagator({request: ["request_id"]})
+        assert {request: {"request_id": "r-1"}} == by_id.extract({b"X-Request-ID": b"r-1"})
+
+
+class TestRoundTrip:
+    @given(
+        values=st.dictionaries(
+            st.from_regex(r"[A-Za-z0-9_.*-]{1,12}", fullmatch=True),
+            st.text(VALUE_CHARS, max_size=20) | st.sampled_from([NON_ASCII, ESCAPED, ""]),
+            min_size=1,
+            max_size=10,
+        ),
+        cuts=st.lists(st.integers(0, 10), max_size=4),
+        form=st.sampled_from(["multidict", "httpx", "list", "bytes"]),
+    )
+    def test_any_text_over_several_headers(
+        self, values: dict[str, str], cuts: list[int], form: str
+    ) -> None:
+        """Values of any non-ASCII text, written as one header and split into several at
+        member boundaries (in any carrier form), read back the same."""
+        request = new_context()
+        propagator = Propagator({request: list(values)}, codec=Baggage())
+        with request.restore(values):
+            header = propagator.encode()[BAGGAGE_HEADER]
+        members = header.split(",")
+        bounds = sorted({0, len(members), *(min(cut, len(members)) for cut in cuts)})
+        parts = [",".join(members[a:b]) for a, b in itertools.pairwise(bounds)]
+        carrier: Any
+        if form == "multidict":
+            carrier = CIMultiDict([("Baggage", part) for part in parts])
+        elif form == "httpx":
+            carrier = httpx.Headers([("baggage", part) for part in parts])
+        elif form == "list":
+            carrier = {"baggage": parts}
+        else:
+            carrier = {b"baggage": [part.encode() for part in parts]}
+        assert {request: values} == propagator.extract(carrier)
+
+
+TIMEOUT = aiohttp.ClientTimeout(total=20)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncGenerator[str]:
+    """Serve ``app`` on 127.0.0.1 on a free port, taking header lines of up to 16 KiB (aiohttp
+    refuses those past 8,190 bytes by default); yield its base URL."""
+    runner = web.AppRunner(app, access_log=None, max_field_size=16_384)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+class TestThroughAiohttp:
+    @pytest.mark.asyncio
+    async def test_limits_and_hostile_headers_on_a_real_server(self) -> None:
+        """An aiohttp server with the request-id middleware and a baggage propagator: the
+        10,014-byte header's last member is refused, one within the limit is read, repeated
+        headers are one list, and a header of bytes that are not UTF-8 is no error."""
+        request = new_context()
+        propagator = Propagator({request: ["request_id", "tenant"]}, codec=Baggage())
+
+        async def show(_: web.Request) -> web.Response:
+            return web.json_response({"tenant": request.get("tenant")})
+
+        app = web.Application(middlewares=[request_id_middleware(request, propagator=propagator)])
+        app.router.add_get("/", show)
+        request.attach()
+        cases: list[tuple[Any, str | None]] = [
+            ({"baggage": "x=" + "é" * 5000 + ",tenant=acme"}, None),  # 10,014 bytes
+            ({"baggage": "x=" + "é" * 4000 + ",tenant=acme"}, "acme"),  # 8,014 bytes
+            (CIMultiDict([("baggage", "a=1"), ("baggage", "tenant=Zo%C3%AB")]), "Zoë"),
+            ({"baggage": "x=" + "y" * 8190 + ",tenant=acme"}, None),
+            ({"baggage": "tenant=a%E2%80%A8b"}, None),  # a line separator, once decoded
+        ]
+        try:
+            async with serving(app) as url, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+                for headers, expected in cases:
+                    async with session.get(url, headers=headers) as response:
+                        assert {"tenant": expected} == await response.json()
+                raw = b"x=\xff\xfe,tenant=raw"  # not UTF-8: aiohttp reads it as surrogates
+                async with session.get(url, headers={"baggage": raw.decode("latin-1")}) as response:
+                    assert 200 == response.status
+                    assert {"tenant": "raw"} == await response.json()
+        finally:
+            request.detach()
+
+
 def test_the_core_imports_no_optional_dependency() -> None:
-    """``import aiocontext.propagation`` imports none of the integrations' libraries."""
+    """``import aiocontext.propagation`` (and ``aiocontext.logging``) import none of the
+    integrations' libraries, nor the observability integrations."""
     code = (
-        "import sys, aiocontext, aiocontext.propagation; "
-        "print(sorted({'aiohttp', 'arq', 'celery', 'httpx', 'kombu', 'redis'} & set(sys.modules)))"
+        "import sys, aiocontext, aiocontext.propagation, aiocontext.logging; "
+        "optional = {'aiohttp', 'arq', 'celery', 'httpx', 'kombu', 'redis', 'opentelemetry', "
+        "'sentry_sdk', 'loguru', 'structlog', 'aiocontext.opentelemetry', 'aiocontext.sentry', "
+        "'aiocontext.loguru'}; "
+        "print(sorted(optional & {name.partition('.')[0] if not name.startswith('aiocontext') "
+        "else name for name in sys.modules}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60

@@ -23,6 +23,7 @@ exception in any filter does, so it is never hidden.
 
 from __future__ import annotations
 
+import abc
 import importlib
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -35,7 +36,13 @@ from ._context import Context
 from ._errors import AioContextError
 from ._key import Key
 
-__all__ = ["DEFAULT", "ContextFilter", "StructlogProcessor", "structlog_processor"]
+__all__ = [
+    "DEFAULT",
+    "ContextFilter",
+    "FieldProvider",
+    "StructlogProcessor",
+    "structlog_processor",
+]
 
 DEFAULT: Final = "-"
 """What a field holds when the context has no value for it."""
@@ -127,8 +134,8 @@ def _renamed_field(key: object, name: object) -> tuple[FieldKey, str]:
     return field_key, name
 
 
-def _fields(fields: object, default: object, reserved: frozenset[str]) -> tuple[_Field, ...]:
-    """Check the arguments and turn them into the fields read for each record."""
+def _fields(fields: object) -> list[tuple[FieldKey, str]]:
+    """Check ``fields``; return each key with the name it is logged under."""
     if isinstance(fields, str | Key):
         raise TypeError(
             f"fields must be a collection of keys, got the single key {fields!r}: "
@@ -146,10 +153,39 @@ def _fields(fields: object, default: object, reserved: frozenset[str]) -> tuple[
         )
     if not pairs:
         raise ValueError("fields is empty: name at least one key, e.g. fields=('request_id',)")
-    names = [name for _, name in pairs]
+    return pairs
+
+
+def _providers(providers: object) -> tuple[FieldProvider, ...]:
+    """Check ``providers``: an iterable of :class:`FieldProvider` objects."""
+    if isinstance(providers, FieldProvider) or not isinstance(providers, Iterable):
+        raise TypeError(
+            f"providers must be a list of FieldProvider objects, such as "
+            f"providers=[SpanFields()], got {type(providers).__name__} {providers!r}"
+        )
+    checked = tuple(cast("Iterable[object]", providers))
+    for provider in checked:
+        if not isinstance(provider, FieldProvider):
+            raise TypeError(
+                f"providers must hold FieldProvider objects (subclass "
+                f"aiocontext.logging.FieldProvider), got {type(provider).__name__} {provider!r}"
+            )
+        if not isinstance(provider.names, tuple):
+            raise TypeError(
+                f"{provider!r}.names must be a tuple of field names such as ('trace_id',), "
+                f"got {type(provider.names).__name__} {provider.names!r}"
+            )
+    return cast("tuple[FieldProvider, ...]", checked)
+
+
+def _check_names(names: list[object], reserved: frozenset[str]) -> None:
+    """Every name, of a context field or a provider's, must be usable and unique."""
     for name in names:
-        if not name:
-            raise ValueError("a field's name is empty: map the key to a name, fields={key: 'name'}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"a field's name is empty or not a str ({name!r}): map the key to a name, "
+                f"fields={{key: 'name'}}"
+            )
         if name in reserved:
             raise ValueError(
                 f"{name!r} is an attribute every LogRecord already has: log the key under "
@@ -157,21 +193,24 @@ def _fields(fields: object, default: object, reserved: frozenset[str]) -> tuple[
             )
         if names.count(name) > 1:
             raise ValueError(f"two fields are both named {name!r}: give them different names")
-    if isinstance(default, Mapping):
-        per_field = cast("Mapping[object, object]", default)
-        unknown = [name for name in per_field if name not in names]
-        if unknown:
-            raise ValueError(
-                f"default has entries for {unknown!r}, which are not fields (the fields are "
-                f"{names!r}): per-field defaults are keyed by the field's name"
-            )
-        defaults = [per_field.get(name, DEFAULT) for name in names]
-    else:
-        defaults = [default] * len(names)
-    return tuple(
-        (key, name, field_default, isinstance(key, Key) and key.has_default)
-        for (key, name), field_default in zip(pairs, defaults, strict=True)
-    )
+
+
+def _defaults(default: object, names: list[object]) -> list[object]:
+    """The default of each named field: ``default``, or its entry in a per-field mapping."""
+    if not isinstance(default, Mapping):
+        return [default] * len(names)
+    per_field = cast("Mapping[object, object]", default)
+    unknown = [name for name in per_field if name not in names]
+    if unknown:
+        raise ValueError(
+            f"default has entries for {unknown!r}, which are not fields (the fields are "
+            f"{names!r}): per-field defaults are keyed by the field's name"
+        )
+    return [per_field.get(name, DEFAULT) for name in names]
+
+
+# The fields a provider fills: (the provider, ((name, default), ...)).
+_Provided: TypeAlias = "tuple[FieldProvider, tuple[tuple[str, object], ...]]"
 
 
 @attrs.frozen(eq=False)
@@ -180,6 +219,7 @@ class _Plan:
 
     context: Context[Any, Any]
     fields: tuple[_Field, ...]
+    provided: tuple[_Provided, ...]
     default: object  # as given, for the repr
     overwrite: bool
 
@@ -191,15 +231,32 @@ class _Plan:
         default: object,
         overwrite: bool,
         reserved: frozenset[str],
+        providers: Iterable[FieldProvider] = (),
     ) -> _Plan:
         resolved = _resolve_context(context)
-        return cls(resolved, _fields(fields, default, reserved), default, overwrite)
+        pairs = _fields(fields)
+        checked = _providers(providers)
+        names: list[object] = [name for _, name in pairs]
+        names += [name for provider in checked for name in provider.names]
+        _check_names(names, reserved)
+        defaults = iter(_defaults(default, names))
+        own = tuple(
+            (key, name, next(defaults), isinstance(key, Key) and key.has_default)
+            for key, name in pairs
+        )
+        provided = tuple(
+            (provider, tuple((name, next(defaults)) for name in provider.names))
+            for provider in checked
+        )
+        return cls(resolved, own, provided, default, overwrite)
 
     def describe(self, owner: object) -> str:
         shown = {key: name for key, name, _, _ in self.fields}
+        providers = [provider for provider, _ in self.provided]
+        extra = f", providers={providers!r}" if providers else ""
         return (
             f"{type(owner).__name__}({self.context!r}, fields={shown!r}, "
-            f"default={self.default!r}, overwrite={self.overwrite!r})"
+            f"default={self.default!r}, overwrite={self.overwrite!r}{extra})"
         )
 
     def fill(self, target: MutableMapping[str, Any]) -> None:
@@ -216,6 +273,44 @@ class _Plan:
             for _, name, default, _ in self.fields:
                 if overwrite or name not in target:
                     target[name] = default
+        for provider, named in self.provided:
+            values = provider.values()
+            for name, default in named:
+                if overwrite or name not in target:
+                    target[name] = values.get(name, default)
+
+
+class FieldProvider(abc.ABC):
+    """Log fields that come from elsewhere than a context: the current span's ids, say.
+
+    Give providers to :class:`ContextFilter`, :func:`structlog_processor` (and the loguru
+    patcher) with ``providers=[...]``; they fill their fields after the context's, on every
+    record, under the same rules (``overwrite``, ``default``). Their names are checked with
+    the context fields' when the filter is made.
+    :class:`aiocontext.opentelemetry.SpanFields` is one.
+
+    Example:
+        >>> import threading
+        >>> class ThreadName(FieldProvider):
+        ...     names = ("thread_name",)
+        ...     def values(self):
+        ...         return {"thread_name": threading.current_thread().name}
+        >>> ThreadName().values()
+        {'thread_name': 'MainThread'}
+    """
+
+    @property
+    @abc.abstractmethod
+    def names(self) -> tuple[str, ...]:
+        """The names of the fields it fills, fixed for the provider's lifetime."""
+
+    @abc.abstractmethod
+    def values(self) -> Mapping[str, object]:
+        """The current values, by name; a name left out gets the field's default.
+
+        It is called for every record, in the code that emits it: keep it cheap, and never
+        raise (an exception propagates from the logging call).
+        """
 
 
 class ContextFilter(logging.Filter):
@@ -247,13 +342,18 @@ class ContextFilter(logging.Filter):
         name: Passed to :class:`logging.Filter`. This filter never drops records, so it
             does not filter by logger name; the argument is there so it can stand wherever
             a ``logging.Filter`` is expected.
+        providers: :class:`FieldProvider` objects filling fields that do not come from the
+            context, such as :class:`aiocontext.opentelemetry.SpanFields` (the current
+            span's trace and span ids). Their fields follow ``default`` and ``overwrite``.
 
     Raises:
         TypeError: ``context`` is not a Context (or does not name one), a key is not a
-            ``str`` or ``Key``, or ``fields`` is a single key instead of a collection.
+            ``str`` or ``Key``, ``fields`` is a single key instead of a collection, or
+            ``providers`` is not a collection of :class:`FieldProvider` objects.
         ValueError: ``context`` is a malformed string, ``fields`` is empty, two fields
-            share a name, a name is one every LogRecord already has (``name``, ``msg``,
-            ``message``, ...), or ``default`` has entries for names that are not fields.
+            (of the context or of providers) share a name, a name is one every LogRecord
+            already has (``name``, ``msg``, ``message``, ...), or ``default`` has entries
+            for names that are not fields.
         ImportError: The module ``context`` names cannot be imported.
         AttributeError: The module has no such attribute.
 
@@ -287,9 +387,10 @@ class ContextFilter(logging.Filter):
         default: object = DEFAULT,
         overwrite: bool = False,
         name: str = "",
+        providers: Iterable[FieldProvider] = (),
     ) -> None:
         super().__init__(name)
-        self._plan = _Plan.make(context, fields, default, overwrite, _RECORD_ATTRIBUTES)
+        self._plan = _Plan.make(context, fields, default, overwrite, _RECORD_ATTRIBUTES, providers)
 
     def __repr__(self) -> str:
         return self._plan.describe(self)
@@ -340,8 +441,9 @@ class StructlogProcessor:
         *,
         default: object = DEFAULT,
         overwrite: bool = False,
+        providers: Iterable[FieldProvider] = (),
     ) -> None:
-        self._plan = _Plan.make(context, fields, default, overwrite, frozenset())
+        self._plan = _Plan.make(context, fields, default, overwrite, frozenset(), providers)
 
     def __repr__(self) -> str:
         return self._plan.describe(self)
@@ -365,6 +467,7 @@ def structlog_processor(
     *,
     default: object = DEFAULT,
     overwrite: bool = False,
+    providers: Iterable[FieldProvider] = (),
 ) -> StructlogProcessor:
     """Return a structlog processor adding ``fields`` of ``context`` to every event.
 
@@ -382,6 +485,8 @@ def structlog_processor(
         default: The value of a field the context has no value for (or has no data at
             all: outside any task, in a plain thread); a mapping gives per-field defaults.
         overwrite: Replace keys the event dict already has. By default they are kept.
+        providers: :class:`FieldProvider` objects filling fields that do not come from the
+            context, as for :class:`ContextFilter`.
 
     Returns:
         The processor, a callable ``(logger, method_name, event_dict) -> event_dict``.
@@ -389,4 +494,6 @@ def structlog_processor(
     Raises:
         TypeError, ValueError, ImportError, AttributeError: As for :class:`ContextFilter`.
     """
-    return StructlogProcessor(context, fields, default=default, overwrite=overwrite)
+    return StructlogProcessor(
+        context, fields, default=default, overwrite=overwrite, providers=providers
+    )

@@ -17,8 +17,13 @@ Two formats:
 * :class:`Baggage`: any number of keys in the W3C ``baggage`` header,
   ``baggage: request_id=r-1,tenant=acme``, values percent-encoded (UTF-8). On the way in,
   malformed members are dropped (never repaired, never echoed), as are members past the
-  limits of 180 members and 8,192 bytes; on the way out members that would break them are
-  left out.
+  limits of 180 members and 8,192 bytes (UTF-8 bytes, over all ``baggage`` headers); on the
+  way out members that would break them are left out. No value that holds a character that
+  ends a line (C0 and C1 controls, U+2028, U+2029) is read or written.
+
+A carrier may hold ``str`` or ``bytes`` names and values, or lists of values; bytes are read
+as UTF-8, and whatever is not text is skipped: :meth:`Propagator.extract` never raises
+because of what a carrier holds.
 
 A value that is not a ``str`` travels only with a :class:`ValueCodec` saying how it is
 written as text (``field(ATTEMPT, codec=ValueCodec(str, int))``); a ``Key[int]`` without one
@@ -47,7 +52,7 @@ import contextlib
 import re
 import urllib.parse
 from collections.abc import Callable, Generator, Iterable, Mapping, MutableMapping
-from typing import Any, Final, Generic, TypeAlias, TypeVar, overload
+from typing import Any, Final, Generic, TypeAlias, TypeVar, cast, overload
 
 import attrs
 
@@ -74,9 +79,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-Carrier: TypeAlias = Mapping[str, str]
-"""Headers: a mapping of names to values. Plain dicts are read case-insensitively;
-``httpx.Headers`` and aiohttp's multidicts also give every value of a repeated header."""
+Carrier: TypeAlias = Mapping[Any, object]
+"""Headers: a mapping of names to values, as :func:`header_values` reads them. Plain dicts
+are read case-insensitively, with ``str`` or ``bytes`` names and values (or lists of values);
+``httpx.Headers``, aiohttp's multidicts and Starlette's ``Headers`` also give every value of a
+repeated header. Whatever else a carrier holds is skipped."""
 
 BAGGAGE_HEADER: Final = "baggage"
 """The W3C Baggage header name."""
@@ -100,28 +107,67 @@ _SAFE_OCTETS: Final = _BAGGAGE_OCTETS - {"%"}  # written as they are; "%" is esc
 # A baggage value: baggage octets, each "%" starting a percent-encoded byte.
 _VALUE: Final = re.compile(r"(?:[!#$&-+\--:<-\[\]-~]|%[0-9A-Fa-f]{2})*\Z")
 _OWS: Final = " \t"
-# Control characters (C0, DEL, C1): a value holding one could forge log lines.
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters that end a line for some reader (C0 and C1 controls, DEL, NEL among the C1,
+# and the Unicode line and paragraph separators): a value holding one could forge log lines.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _text(value: object) -> str | None:
+    """A header value as text: a ``str`` as it is, ``bytes`` decoded as UTF-8; else ``None``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _texts(value: object) -> list[str]:
+    """The text of one header value, or of each in a list or tuple of values."""
+    items = cast("Iterable[object]", value) if isinstance(value, list | tuple) else (value,)
+    return [text for text in map(_text, items) if text is not None]
+
+
+def _multi_lookup(carrier: object) -> Callable[[str], Iterable[object]] | None:
+    """The carrier's own lookup of every value of one header, if it has one."""
+    getall: Callable[[str, list[object]], Iterable[object]] | None = getattr(
+        carrier, "getall", None
+    )
+    if callable(getall):  # aiohttp's multidicts
+        return lambda name: getall(name, [])
+    for method in ("get_list", "getlist"):  # httpx; Starlette and Werkzeug
+        lookup: Callable[[str], Iterable[object]] | None = getattr(carrier, method, None)
+        if callable(lookup):
+            return lookup
+    return None
 
 
 def header_values(carrier: Carrier, name: str) -> list[str]:
-    """Every value of header ``name`` in ``carrier``, matched case-insensitively.
+    """Every value of header ``name`` in ``carrier``, matched case-insensitively, as text.
 
     Uses the carrier's own multi-value lookup when it has one (aiohttp's ``getall``,
-    httpx's ``get_list``), so a repeated header gives all its values.
+    httpx's ``get_list``, Starlette's ``getlist``), so a repeated header gives all its
+    values. A plain mapping may have ``str`` or ``bytes`` keys, and values that are a ``str``,
+    ``bytes`` or a list or tuple of them (one per occurrence). Bytes are decoded as UTF-8;
+    what is not text (a key or value of another type, bytes that are not UTF-8) is skipped.
+    This never raises because of what the carrier holds.
 
     Example:
-        >>> header_values({"Baggage": "a=1", "x-other": "2"}, "baggage")
-        ['a=1']
+        >>> header_values({"Baggage": "a=1", b"baggage": [b"b=2"], 7: "x"}, "baggage")
+        ['a=1', 'b=2']
     """
-    getall: Callable[[str, list[str]], list[str]] | None = getattr(carrier, "getall", None)
-    if getall is not None:
-        return list(getall(name, []))
-    get_list: Callable[[str], list[str]] | None = getattr(carrier, "get_list", None)
-    if get_list is not None:
-        return list(get_list(name))
+    lookup = _multi_lookup(carrier)
+    if lookup is not None:
+        return [text for value in lookup(name) for text in _texts(value)]
     wanted = name.lower()
-    return [value for key, value in carrier.items() if key.lower() == wanted]
+    found: list[str] = []
+    for key, value in carrier.items():
+        text = _text(key)
+        if text is not None and text.lower() == wanted:
+            found.extend(_texts(value))
+    return found
 
 
 @attrs.frozen
@@ -249,7 +295,8 @@ class HeaderCodec(abc.ABC):
     def decode(self, carrier: Carrier) -> dict[str, str]:
         """Return the valid values (field name to text) in ``carrier``; drop the rest.
 
-        It must never raise because of what the carrier holds.
+        It must never raise because of what the carrier holds: read headers with
+        :func:`header_values`, which gives text only.
         """
 
 
@@ -320,13 +367,11 @@ def _quote(text: str) -> str | None:
 
 
 def _unquote(text: str) -> str | None:
-    """Decode a baggage value, or ``None`` if it is malformed or holds a control character."""
+    """Decode a baggage value, or ``None`` if it is malformed or holds a line-breaking
+    character once decoded. Bytes that are not UTF-8 become U+FFFD, as the spec requires."""
     if _VALUE.match(text) is None:
         return None
-    try:
-        decoded = urllib.parse.unquote_to_bytes(text).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    decoded = urllib.parse.unquote_to_bytes(text).decode("utf-8", errors="replace")
     return None if _CONTROL.search(decoded) else decoded
 
 
@@ -342,17 +387,37 @@ class Baggage(HeaderCodec):
     """Fields as members of the W3C ``baggage`` header: ``baggage: request_id=r-1,user=alice``.
 
     Writing: each value is percent-encoded as UTF-8 (everything but the spec's plain
-    octets, and ``%`` itself); a value holding a control character is left out, and so is
-    any member that would take the header past 180 members or 8,192 bytes.
+    octets, and ``%`` itself); a value holding a line-breaking character (C0 or C1 control,
+    DEL, U+2028, U+2029) or a lone surrogate is left out, and so is any member that would
+    take the header past 180 members or 8,192 bytes.
 
-    Reading: every ``baggage`` header is read (repeated ones are one list). Members are taken
-    in order up to the 180th and while they end within the first 8,192 bytes; the rest are
-    dropped. A member whose key is not a token, whose value is not spec-valid
-    percent-encoded UTF-8, that holds a control character once decoded, or that has a
-    malformed property, is dropped. Properties (``;metadata``) are accepted and ignored.
-    When a key appears twice the first member wins.
+    Reading: every ``baggage`` header is read (repeated ones are one list, in order). Members
+    are taken in order up to the 180th and while they end within the first 8,192 bytes of
+    that list, counted in UTF-8 bytes, separators and malformed members included; the rest
+    are dropped. A member whose key is not a token, whose value is not made of baggage
+    octets and ``%XX`` escapes, that holds a line-breaking character once decoded, or that
+    has a malformed property, is dropped, and only it. Percent-decoded bytes that are not
+    UTF-8 become U+FFFD. Properties (``;metadata``) are accepted and ignored. When a key
+    appears twice the first member wins.
 
-    Example:
+    Where this differs from the W3C Baggage specification and from OpenTelemetry's Python
+    propagator (``W3CBaggagePropagator``):
+
+    * Line-breaking characters: the spec allows any text in a value; here a member whose
+      decoded value holds one is dropped (and never written), so no value can split or
+      forge a log line. OpenTelemetry keeps them.
+    * Limits: the spec requires at least 64 members and 8,192 bytes to be kept and lets
+      the rest be dropped; here 180 members (OpenTelemetry's figure) and 8,192 bytes over
+      all ``baggage`` headers together, keeping the members that fit. OpenTelemetry reads
+      only the first ``baggage`` header, drops the whole header past 8,192 bytes, and drops
+      members over 4,096 bytes (a limit of earlier drafts, not of the spec).
+    * ``+`` is a plus sign, as percent-encoding says; OpenTelemetry reads it as a space and
+      also percent-decodes keys (here a key is a token and read as it is).
+    * A key that appears twice: the spec does not say; here the first wins, in
+      OpenTelemetry the last.
+    * Properties: OpenTelemetry keeps them as part of the value; here they are dropped.
+
+        Example:
         >>> Baggage().decode({"baggage": "a=1,b=caf%C3%A9;p=v, bad key=x,c=%ZZ"})
         {'a': '1', 'b': 'café'}
     """
@@ -386,13 +451,15 @@ class Baggage(HeaderCodec):
 
     def decode(self, carrier: Carrier) -> dict[str, str]:
         """The valid members of the carrier's ``baggage`` headers, within the limits."""
-        # Nothing past the limit is read: a member crossing it would be dropped anyway.
+        # Nothing past the limit is read: a member crossing it would be dropped anyway (a
+        # character is at least one byte, so the first 8,193 characters hold every byte that
+        # counts).
         text = ",".join(header_values(carrier, BAGGAGE_HEADER))[: MAX_BAGGAGE_BYTES + 1]
         found: dict[str, str] = {}
         end = -1
         count = 0
         for member in text.split(","):
-            end += 1 + len(member)  # header text is one character per byte
+            end += 1 + _utf8_size(member)  # the limits count bytes, valid members or not
             if end > MAX_BAGGAGE_BYTES:
                 break
             if not member.strip(_OWS):  # an empty list element is no member
@@ -411,6 +478,20 @@ class Baggage(HeaderCodec):
             if decoded is not None:
                 found[key] = decoded
         return found
+
+
+def _utf8_size(text: str) -> int:
+    """The size of ``text`` in UTF-8 bytes.
+
+    aiohttp reads header bytes that are not UTF-8 as lone surrogates (``surrogateescape``):
+    each counts as the one byte it was. Any other lone surrogate counts as three bytes.
+    """
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return len(text.encode("utf-8", "surrogatepass"))
 
 
 FieldSpec: TypeAlias = "str | Key[str] | Field[Any]"
