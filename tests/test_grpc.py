@@ -26,7 +26,7 @@ from collections.abc import (
     Generator,
     Iterator,
 )
-from typing import Any, Final, cast
+from typing import Any, Final, TypeAlias, cast
 
 import grpc
 import grpc.aio
@@ -353,7 +353,7 @@ class TestServerInterceptorUnderLoad:
 # -- called directly -----------------------------------------------------------------------
 
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 #: The servicer context the direct tests pass (their handlers do not use it).
 NO_CONTEXT: Any = None
 
