@@ -76,3 +76,18 @@ def test_fastapi_request_id() -> None:
     assert all(7 == sum(f"[self-test-{n}] orders:" in line for line in lines) for n in range(1, 6))
     fresh = re.findall(r"-> '([0-9a-f-]{36})'", result.stdout)
     assert 2 == len(set(fresh))  # the request without an id and the one with a bad id
+
+
+def test_grpc_request_id() -> None:
+    """``grpc_request_id.py``: each call's id and tenant (sent by the client interceptors in
+    baggage) is what the unary and streaming handlers and their sub-tasks saw; a plain call
+    with a bad id gets a fresh UUID4, never echoed."""
+    result = self_test("grpc_request_id.py")
+    assert 0 == result.returncode, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "self-test: 6 calls, every id matched" == lines[-1]
+    for n in range(1, 6):
+        expected = f"sent 'self-test-{n}/tenant-{n}'       seen 'self-test-{n}/tenant-{n}' x5: OK"
+        assert expected in lines
+    fresh = re.findall(r"seen '([0-9a-f-]{36})/-' x2: OK", result.stdout)
+    assert 1 == len(fresh)
