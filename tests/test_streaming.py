@@ -189,3 +189,30 @@ class TestStreamingResponses:
         ):
             await asyncio.gather(*(one(session, url, n) for n in range(RESPONSES)))
         assert [] == wrong
+
+    @pytest.mark.asyncio
+    async def test_a_value_the_endpoint_sets_before_returning_reaches_every_chunk(
+        self,
+    ) -> None:
+        """What the endpoint writes before it returns the response (the recipe's "scope
+        around the response") is what every chunk sees."""
+        ctx: Context[str, Any] = Context(name="streaming", registry=ContextRegistry())
+
+        async def chunks() -> AsyncIterator[str]:
+            for n in range(CHUNKS):
+                await asyncio.sleep(0)
+                yield f"{ctx['request_id']} {ctx.get('stage')} {n}\n"
+
+        async def endpoint(request: Request) -> StreamingResponse:
+            ctx["stage"] = "streaming"
+            return StreamingResponse(chunks())
+
+        app = RequestIdMiddleware(Starlette(routes=[Route("/", endpoint)]), ctx)
+        async with (
+            asyncio.timeout(TIMEOUT),
+            uvicorn_serving(app) as url,
+            aiohttp.ClientSession() as session,
+            session.get(url, headers={"x-request-id": "req-1"}) as response,
+        ):
+            body = await response.text()
+        assert [f"req-1 streaming {n}" for n in range(CHUNKS)] == body.splitlines()
