@@ -323,6 +323,49 @@ class TestServerInterceptorUnderLoad:
         assert is_uuid4(fresh[0]["request_id"])
 
     @pytest.mark.asyncio
+    async def test_stream_cancelled_by_the_client_closes_the_generator_in_its_rpc(
+        self,
+    ) -> None:
+        """When the client cancels a server-streaming call midway, the async generator
+        handler is closed inside the RPC's data (its ``finally`` sees the RPC's id), and
+        nothing reaches the loop's exception handler."""
+        ctx = new_context()
+        closed: list[dict[str, Any]] = []
+        done = asyncio.Event()
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, error: errors.append(error))
+
+        async def forever(request: bytes, context: object) -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield str(ctx["request_id"]).encode()
+                    await asyncio.sleep(0.01)
+            finally:
+                closed.append(dict(ctx))
+                done.set()
+
+        server = grpc.aio.server(interceptors=[ServerInterceptor(ctx)])
+        handler: Handler = grpc.unary_stream_rpc_method_handler(forever)
+        generic = grpc.method_handlers_generic_handler(SERVICE, {"Forever": handler})
+        server.add_generic_rpc_handlers([generic])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with (
+                asyncio.timeout(TIMEOUT),
+                grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+            ):
+                stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes]
+                stream = channel.unary_stream(f"/{SERVICE}/Forever")
+                call = stream(b"", metadata=(("x-request-id", "r-c"),))
+                first = [await call.read(), await call.read()]
+                call.cancel()
+                await done.wait()
+        finally:
+            await server.stop(None)
+        assert ([b"r-c", b"r-c"], [{"request_id": "r-c"}], []) == (first, closed, errors)
+
+    @pytest.mark.asyncio
     async def test_unknown_method_stays_unimplemented(self) -> None:
         """An RPC no handler serves fails with UNIMPLEMENTED, as without the interceptor."""
         ctx = new_context()
