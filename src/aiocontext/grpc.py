@@ -24,7 +24,7 @@ the code making the call, as metadata. Metadata the call already has is never re
 Metadata keys are lowercase on the wire (gRPC requires it): header names are lowercased on
 the way out, and matched lowercase on the way in. Keys ending in ``-bin`` carry bytes in
 gRPC: a propagator header with such a name is sent UTF-8 encoded, and read back decoded (a
-value that is not UTF-8 is dropped). Other binary metadata is never read.
+value that is not UTF-8 is dropped). All other metadata, binary or not, is ignored.
 """
 
 from __future__ import annotations
