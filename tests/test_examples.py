@@ -113,3 +113,16 @@ def test_loguru_request_id() -> None:
     for n in range(1, 6):
         assert f"[order-{n}] order {n}: charged (in a thread)" in lines
         assert f"self-test: order {n}: 3 lines: OK" in lines
+def test_grpc_request_id() -> None:
+    """``grpc_request_id.py``: each call's id and tenant (sent by the client interceptors in
+    baggage) is what the unary and streaming handlers and their sub-tasks saw; a plain call
+    with a bad id gets a fresh UUID4, never echoed."""
+    result = self_test("grpc_request_id.py")
+    assert 0 == result.returncode, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "self-test: 6 calls, every id matched" == lines[-1]
+    for n in range(1, 6):
+        expected = f"sent 'self-test-{n}/tenant-{n}'       seen 'self-test-{n}/tenant-{n}' x5: OK"
+        assert expected in lines
+    fresh = re.findall(r"seen '([0-9a-f-]{36})/-' x2: OK", result.stdout)
+    assert 1 == len(fresh)

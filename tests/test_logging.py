@@ -739,11 +739,12 @@ class TestFieldProvider:
 
 class TestImports:
     def test_core_imports_no_integration(self) -> None:
-        """``import aiocontext`` imports neither the integrations nor structlog or aiohttp,
-        and ``aiocontext.logging`` does not import structlog."""
+        """``import aiocontext`` imports neither the integrations nor structlog, aiohttp,
+        grpc, Django or asgiref, and ``aiocontext.logging`` does not import structlog."""
         code = (
             "import sys, aiocontext\n"
-            "loaded = {'aiocontext.logging', 'aiocontext.aiohttp', 'structlog', 'aiohttp'}\n"
+            "loaded = {'aiocontext.logging', 'aiocontext.aiohttp', 'aiocontext.grpc',\n"
+            "          'structlog', 'aiohttp', 'grpc', 'django', 'asgiref'}\n"
             "assert not loaded & set(sys.modules), loaded & set(sys.modules)\n"
             "import aiocontext.logging\n"
             "assert 'structlog' not in sys.modules\n"
