@@ -53,6 +53,19 @@ class TestDemo:
         assert "" == result.stderr
         assert "ChainMap()" in result.stdout
 
+    def test_uvloop_missing_says_how_to_install_it(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """``--loop uvloop`` without uvloop exits with usage status 2 and the pip command for
+        this Python, not a traceback."""
+        monkeypatch.setitem(sys.modules, "uvloop", None)  # what import sees when it is absent
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--loop", "uvloop"])
+        assert 2 == exit_info.value.code
+        err = capsys.readouterr().err
+        assert f"{sys.executable} -m pip install uvloop" in err
+        assert "Traceback" not in err
+
     def test_render_aligns_columns(self) -> None:
         """Columns are padded to the widest cell, with a rule under the header."""
         expected = (

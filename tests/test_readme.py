@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written (the docs' are in test_docs.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```$", README.read_text(encoding="utf-8"
 
 
 def test_readme_has_examples() -> None:
-    """The README shows at least the smallest example and a custom policy."""
-    assert 3 <= len(BLOCKS)
+    """The README, an overview, shows the smallest working example; the guide is in docs/."""
+    assert 1 <= len(BLOCKS)
 
 
 @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])

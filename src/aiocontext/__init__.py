@@ -18,6 +18,9 @@ from ._key import Key
 from ._loop_factory import loop_factory
 from ._policy import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
 
+__version__ = "1.0.0.dev0"
+"""This distribution's version (PEP 440); the single source ``pyproject.toml`` reads."""
+
 __all__ = [
     "AioContextError",
     "ChainMap",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import ChainMap, Context, Copy, DeepCopy, PropagationPolicy, Share, loop_factory
+from ._advice import install_uvloop
 
 __all__ = ["main", "run_example"]
 
@@ -63,8 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     base: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     if args.loop == "uvloop":
-        import uvloop
-
+        try:
+            import uvloop
+        except ImportError:
+            parser.error(install_uvloop())
         base = uvloop.new_event_loop
 
     rows: list[tuple[str, str, str, str]] = []
