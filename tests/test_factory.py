@@ -35,7 +35,7 @@ from conftest import CoroutineLike
 class Counting(PropagationPolicy):
     """A custom policy that counts its ``inherit`` calls."""
 
-    calls: list[int] = attrs.field(factory=list, eq=False)
+    calls: list[int] = attrs.field(factory=lambda: list[int](), eq=False)
 
     def inherit(self, parent: MutableMapping[Any, Any], /) -> MutableMapping[Any, Any]:
         self.calls.append(1)

@@ -64,10 +64,10 @@ class Returning(PropagationPolicy):
     where: str = "inherit"
 
     def inherit(self, parent: MutableMapping[Any, Any], /) -> MutableMapping[Any, Any]:
-        return self.value if self.where == "inherit" else {}  # type: ignore[no-any-return]
+        return self.value if self.where == "inherit" else {}
 
     def root(self) -> MutableMapping[Any, Any]:
-        return self.value if self.where == "root" else {}  # type: ignore[no-any-return]
+        return self.value if self.where == "root" else {}
 
 
 @attrs.frozen
@@ -208,7 +208,7 @@ class TestPolicyMisuse:
         async def child() -> None:
             pass
 
-        coro = child()
+        coro: Any = child()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with pytest.raises(LookupError, match="inherit failed"):

@@ -432,7 +432,9 @@ class Context(ContextHandle, MutableMapping[K, V]):
     ) -> None: ...
     @overload
     def update(self: SupportsGetItem[str, V], **kwargs: V) -> None: ...
-    def update(self, *args: Any, **kwargs: Any) -> None:
+    def update(  # type: ignore[misc]  # pyright: ignore[reportIncompatibleMethodOverride]
+        self, *args: Any, **kwargs: Any
+    ) -> None:  # (typeshed's overloads, repeated above, are self-typed)
         """Set every pair of a mapping (or of pairs) and of ``kwargs`` as one write."""
         items = dict(*args, **kwargs)
         self._model.edit(lambda data: data.update(items))
