@@ -162,19 +162,19 @@ class Unbound(dict[Any, Any]):
     def __delitem__(self, key: Any, /) -> NoReturn:
         self._refuse()
 
-    def update(self, *args: Any, **kwargs: Any) -> NoReturn:  # noqa: D102
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._refuse()
 
-    def setdefault(self, *args: Any) -> NoReturn:  # noqa: D102
+    def setdefault(self, *args: Any) -> NoReturn:
         self._refuse()
 
-    def pop(self, *args: Any) -> NoReturn:  # noqa: D102
+    def pop(self, *args: Any) -> NoReturn:
         self._refuse()
 
-    def popitem(self) -> NoReturn:  # noqa: D102
+    def popitem(self) -> NoReturn:
         self._refuse()
 
-    def clear(self) -> NoReturn:  # noqa: D102
+    def clear(self) -> NoReturn:
         self._refuse()
 
     def __ior__(self, other: Any, /) -> NoReturn:  # type: ignore[misc]
