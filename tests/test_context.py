@@ -1014,3 +1014,49 @@ class TestHandle:
             return ctx["holder"]["context"]
 
         assert inner is await asyncio.create_task(child())
+
+
+class TestServedCheck:
+    @pytest.mark.asyncio
+    async def test_a_half_done_attach_is_looked_at_again_under_the_lock(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A read that finds the context attached but not yet in the wrapper's plan (another
+        thread is between the two) looks again once the attach is done, and gets data, not
+        a false ``TaskFactoryError`` (defect 6)."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        answers = iter([False])
+        real = TaskFactoryWrapper.propagates
+
+        def half_done(self: TaskFactoryWrapper, context: Context[Any, Any]) -> bool:
+            return next(answers, None) or real(self, context)
+
+        monkeypatch.setattr(TaskFactoryWrapper, "propagates", half_done)
+
+        async def child() -> int:
+            return len(ctx)
+
+        assert 0 == await asyncio.Task(child(), context=contextvars.Context())  # no data
+        assert [] == list(answers)  # the first look said "not served"
+
+
+class TestHereView:
+    @pytest.mark.asyncio
+    async def test_chainmap_data_outside_tasks_is_the_context(self) -> None:
+        """Under ``ChainMap()``, ``data()`` in a callback is the context itself: ``in``,
+        ``update`` and ``clear`` act on the callback's data."""
+        ctx: Context[str, int] = Context(ChainMap(), registry=ContextRegistry()).attach()
+        ctx["task"] = 1
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[bool, dict[str, int], dict[str, int]]] = loop.create_future()
+
+        def callback() -> None:
+            data = ctx.data()
+            data.update(a=1, b=2)
+            updated = dict(data)
+            data.clear()
+            done.set_result(("a" in data, updated, dict(ctx)))
+
+        loop.call_soon(callback)
+        assert (False, {"task": 1, "a": 1, "b": 2}, {"task": 1}) == await done
+        assert {"task": 1} == dict(ctx)

@@ -214,3 +214,10 @@ class TestPolicyMisuse:
             with pytest.raises(LookupError, match="inherit failed"):
                 asyncio.create_task(coro)
         assert coro.cr_frame is None  # closed
+
+
+class TestReprs:
+    def test_a_model_names_its_context(self) -> None:
+        """A data model's repr names its class and its context (for debugging)."""
+        ctx: Context[str, int] = Context(Share(), name="r", registry=ContextRegistry())
+        assert f"<ShareModel of {ctx!r}>" == repr(ctx._model)  # pyright: ignore[reportPrivateUsage]
