@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from collections.abc import MutableMapping
 from typing import Any
 
+import attrs
 import pytest
 
 from aiocontext import Context, ContextRegistry, Copy, DeepCopy, PropagationPolicy, TaskContextError
@@ -141,3 +143,121 @@ class TestDeepCopyRestore:
 
         await asyncio.gather(*(request(f"r{i}") for i in range(3)))
         assert ([["r0"], ["r1"], ["r2"]], []) == (sorted(seen), ctx["trail"])
+
+
+class TestCopyOnWrite:
+    """Under Copy() parent and children share one dict until either writes; nothing of that
+    is observable: every task sees exactly a shallow copy."""
+
+    @pytest.mark.asyncio
+    async def test_large_context_is_copied_exactly(self) -> None:
+        """A child of a 1,000-key context reads every key; neither side sees the other's
+        writes, deletions or clear()."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        ctx.update({f"k{i}": i for i in range(1000)})
+        child_may_write = asyncio.Event()
+
+        async def child() -> tuple[int, int, dict[str, int]]:
+            total = sum(ctx[f"k{i}"] for i in range(1000))
+            await child_may_write.wait()
+            seen_parent_write = ctx.get("parent", -1)
+            ctx["k0"] = -1
+            del ctx["k1"]
+            ctx.clear()
+            ctx["child"] = 1
+            return total, seen_parent_write, dict(ctx)
+
+        task = asyncio.create_task(child())
+        await asyncio.sleep(0)
+        ctx["parent"] = 1
+        child_may_write.set()
+        assert (sum(range(1000)), -1, {"child": 1}) == await task
+        assert 1001 == len(ctx)
+        assert (0, 1, 1) == (ctx["k0"], ctx["k1"], ctx["parent"])
+
+    @pytest.mark.asyncio
+    async def test_siblings_share_until_one_writes(self) -> None:
+        """Two children of one parent see the parent's data; one child's write reaches
+        neither its sibling nor the parent."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["who"] = "parent"
+        first_wrote = asyncio.Event()
+
+        async def first() -> str:
+            ctx["who"] = "first"
+            first_wrote.set()
+            return ctx["who"]
+
+        async def second() -> str:
+            await first_wrote.wait()
+            return ctx["who"]
+
+        assert ["first", "parent"] == list(await asyncio.gather(first(), second()))
+        assert "parent" == ctx["who"]
+
+    @pytest.mark.asyncio
+    async def test_clear_of_shared_data_leaves_the_other_side(self) -> None:
+        """clear() in a parent whose data a child still shares empties only the parent."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        ctx["a"] = "x"
+        cleared = asyncio.Event()
+
+        async def child() -> dict[str, str]:
+            await cleared.wait()
+            return dict(ctx)
+
+        task = asyncio.create_task(child())
+        await asyncio.sleep(0)
+        ctx.clear()
+        cleared.set()
+        assert {"a": "x"} == await task
+        assert {} == dict(ctx)
+
+    @pytest.mark.asyncio
+    async def test_data_view_is_live_stable_and_isolated(self) -> None:
+        """data() is a live view of the task's data: writes through it after a spawn stay
+        the parent's; it compares and prints like the dict it shows."""
+        ctx: Context[str, str] = Context(registry=ContextRegistry()).attach()
+        view = ctx.data()
+        view["a"] = "parent"
+        assert {"a": "parent"} == ctx.data()
+
+        async def child() -> tuple[str, str]:
+            await asyncio.sleep(0)
+            return ctx["a"], repr(ctx.data())
+
+        task = asyncio.create_task(child())
+        view["a"] = "changed after spawn"
+        del view["a"]
+        view["b"] = "b"
+        assert ("parent", "{'a': 'parent'}") == await task
+        assert {"b": "b"} == view
+        assert ["b"] == list(view)
+        assert 1 == len(view)
+        assert "{'b': 'b'}" == repr(view)
+
+    @pytest.mark.asyncio
+    async def test_copy_policy_subclass_gets_real_copies(self) -> None:
+        """A subclass of Copy (not Copy itself) is called for every spawn: its inherit()
+        sees and returns real, separate mappings."""
+
+        @attrs.frozen
+        class Tagged(Copy):
+            def inherit(self, parent: MutableMapping[Any, Any], /) -> MutableMapping[Any, Any]:
+                child = super().inherit(parent)
+                child["tag"] = "child"
+                return child
+
+        ctx: Context[str, str] = Context(Tagged(), registry=ContextRegistry()).attach()
+        ctx["tag"] = "parent"
+
+        async def child() -> str:
+            return ctx["tag"]
+
+        assert "child" == await asyncio.create_task(child())
+        assert "parent" == ctx["tag"]
+
+    def test_unbound_marker_repr_names_the_context(self) -> None:
+        """The marker held where there is no data names its context."""
+        ctx: Context[str, str] = Context(name="request", registry=ContextRegistry())
+        assert f"<no data for {ctx!r}>" == repr(ctx.unbound)

@@ -178,20 +178,20 @@ class TestDataOfAnotherTask:
         assert {"a": "creator", "b": "written from outside"} == ctx.data(task)
 
 
+WRITES: list[Callable[[Any], object]] = [
+    lambda marker: marker.__setitem__("user", "ghost"),
+    lambda marker: marker.update(user="ghost"),
+    lambda marker: marker.setdefault("user", "ghost"),
+    lambda marker: marker.pop("user"),
+    lambda marker: marker.popitem(),
+    lambda marker: marker.clear(),
+    lambda marker: marker.__delitem__("user"),
+    lambda marker: marker.__ior__({"user": "ghost"}),
+]
+
+
 class TestUnboundIsReadOnly:
-    @pytest.mark.parametrize(
-        "write",
-        [
-            lambda marker: marker.__setitem__("user", "ghost"),
-            lambda marker: marker.update(user="ghost"),
-            lambda marker: marker.setdefault("user", "ghost"),
-            lambda marker: marker.pop("user"),
-            lambda marker: marker.popitem(),
-            lambda marker: marker.clear(),
-            lambda marker: marker.__delitem__("user"),
-            lambda marker: marker.__ior__({"user": "ghost"}),
-        ],
-    )
+    @pytest.mark.parametrize("write", WRITES)
     def test_the_no_data_marker_refuses_writes(self, write: Callable[[Any], object]) -> None:
         """The marker is shared by all code without data: writing it raises a
         ``TypeError`` and leaves it empty, so ``ctx["user"]`` outside any loop still raises

@@ -463,14 +463,14 @@ class TestKey:
 
 
 class TestMutableDefault:
-    @pytest.mark.parametrize("default", [[], {}, set(), bytearray()])
+    @pytest.mark.parametrize("default", [list[int](), dict[str, int](), set[int](), bytearray()])
     def test_a_mutable_default_is_refused(self, default: object) -> None:
         """A mutable default would be shared by every task: refused at once, as dataclasses
         do, pointing at ``default_factory`` (defect 12)."""
         with pytest.raises(TypeError, match="default_factory"):
-            Key("tags", default=default)
+            Key[object]("tags", default=default)
 
-    @pytest.mark.parametrize("default", [None, 0, "-", (), frozenset()])
+    @pytest.mark.parametrize("default", [None, 0, "-", (), frozenset[int]()])
     def test_an_immutable_default_is_accepted(self, default: object) -> None:
         """Hashable defaults are fine."""
-        assert default == Key("k", default=default).default_for({})
+        assert default == Key[object]("k", default=default).default_for({})

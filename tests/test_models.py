@@ -64,10 +64,10 @@ class Returning(PropagationPolicy):
     where: str = "inherit"
 
     def inherit(self, parent: MutableMapping[Any, Any], /) -> MutableMapping[Any, Any]:
-        return self.value if self.where == "inherit" else {}  # type: ignore[no-any-return]
+        return self.value if self.where == "inherit" else {}
 
     def root(self) -> MutableMapping[Any, Any]:
-        return self.value if self.where == "root" else {}  # type: ignore[no-any-return]
+        return self.value if self.where == "root" else {}
 
 
 @attrs.frozen
@@ -208,9 +208,16 @@ class TestPolicyMisuse:
         async def child() -> None:
             pass
 
-        coro = child()
+        coro: Any = child()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with pytest.raises(LookupError, match="inherit failed"):
                 asyncio.create_task(coro)
         assert coro.cr_frame is None  # closed
+
+
+class TestReprs:
+    def test_a_model_names_its_context(self) -> None:
+        """A data model's repr names its class and its context (for debugging)."""
+        ctx: Context[str, int] = Context(Share(), name="r", registry=ContextRegistry())
+        assert f"<ShareModel of {ctx!r}>" == repr(ctx._model)  # pyright: ignore[reportPrivateUsage]

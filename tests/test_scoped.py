@@ -10,7 +10,7 @@ import contextlib
 import gc
 import multiprocessing
 import pickle
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import attrs
@@ -710,7 +710,7 @@ class TestScopesEndedElsewhere:
 
     @staticmethod
     async def _advance_then_close(ctx: Context[str, Any], way: str, scope: str) -> object:
-        async def gen() -> Any:
+        async def gen() -> AsyncGenerator[Any, None]:
             if scope == "bound":
                 with ctx.bound(k="gen"):
                     yield ctx["k"]
@@ -766,7 +766,7 @@ class TestScopesEndedElsewhere:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda loop, info: reported.append(info))
 
-        async def gen() -> Any:
+        async def gen() -> AsyncGenerator[Any, None]:
             with ctx.restore({"k": "gen"}), ctx.bound(j="gen"):
                 yield 1
 

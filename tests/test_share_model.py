@@ -4,6 +4,7 @@ of a task tree."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -52,7 +53,7 @@ class TestSharedBinds:
         another task (an async generator closed there), the block restores it."""
         ctx: Context[str, str] = Context(Share(), registry=ContextRegistry()).attach()
 
-        async def gen() -> object:
+        async def gen() -> AsyncGenerator[str, None]:
             with ctx.bound(k="gen"):
                 yield ctx["k"]
 

@@ -14,6 +14,8 @@ that wrote, not one per generation.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import sys
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
@@ -29,6 +31,23 @@ __all__ = ["ChainModel"]
 _T = TypeVar("_T")
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
+
+
+if sys.version_info >= (3, 12):
+    _PROBE: contextvars.ContextVar[object] = contextvars.ContextVar("aiocontext.chain_probe")
+
+    def _in_own_context(task: asyncio.Task[Any], layers: object) -> bool:
+        """``in_own_context`` for the owner's write, with its layers as the marker."""
+        token = _PROBE.set(layers)
+        own = task.get_context().get(_PROBE) is layers
+        _PROBE.reset(token)
+        return own
+
+else:
+
+    def _in_own_context(task: asyncio.Task[Any], layers: object) -> bool:
+        """Python 3.11 cannot tell a task's context from a copy of it run inside the task."""
+        return True
 
 
 def _over(layers: Layers[Any, Any], owner: Callable[[], object]) -> Layers[Any, Any]:
@@ -84,7 +103,7 @@ class ChainModel(DataModel):
             and loop is not None
             and (task := _current_task(loop)) is not None
             and layers.owner() is task
-            and in_own_context(task)
+            and _in_own_context(task, layers)
         ):
             layers.maps[0][key] = value  # the owner's write, the common case
         else:

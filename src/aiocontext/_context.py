@@ -33,6 +33,8 @@ from ._checks import (
 from ._copy_model import task_context as _task_context
 from ._data import Unbound, current_task
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
+from . import _factory as _factory_module
+from . import _registry as _registry_module
 from ._factory import TaskFactoryWrapper
 from ._key import MISSING, Key
 from ._loops import ATTACH_LOCK, check_loop
@@ -432,7 +434,9 @@ class Context(ContextHandle, MutableMapping[K, V]):
     ) -> None: ...
     @overload
     def update(self: SupportsGetItem[str, V], **kwargs: V) -> None: ...
-    def update(self, *args: Any, **kwargs: Any) -> None:
+    def update(  # type: ignore[misc]  # pyright: ignore[reportIncompatibleMethodOverride]
+        self, *args: Any, **kwargs: Any
+    ) -> None:  # (typeshed's overloads, repeated above, are self-typed)
         """Set every pair of a mapping (or of pairs) and of ``kwargs`` as one write."""
         items = dict(*args, **kwargs)
         self._model.edit(lambda data: data.update(items))
@@ -517,3 +521,14 @@ class Context(ContextHandle, MutableMapping[K, V]):
                 f"{type(snapshot).__name__} {snapshot!r}"
             )
         return Restoring(self, snapshot)
+
+
+# The registry's and the task factory's annotations name Context and each other, which they
+# import only for type checkers (the modules import in the other direction): bind the names
+# for run-time introspection (typing.get_type_hints) now that all three exist.
+for _module, _name, _value in (
+    (_registry_module, "Context", Context),
+    (_factory_module, "Context", Context),
+    (_factory_module, "ContextRegistry", ContextRegistry),
+):
+    setattr(_module, _name, _value)

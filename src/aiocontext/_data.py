@@ -19,7 +19,7 @@ import contextvars
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, Final, NoReturn, cast
+from typing import Any, Final, NoReturn
 
 from ._policy import PropagationPolicy, nobody
 
@@ -97,7 +97,7 @@ else:
 def checked_mapping(policy: PropagationPolicy, method: str, value: object) -> Any:
     """``value`` if it is a mutable mapping, else the ``TypeError`` that names the policy."""
     if isinstance(value, MutableMapping):
-        return cast("MutableMapping[Any, Any]", value)
+        return value  # pyright: ignore[reportUnknownVariableType]
     raise TypeError(
         f"{policy!r}.{method}() must return a mutable mapping such as a dict, got "
         f"{type(value).__name__} {value!r}: return dict(...) of the pairs"
@@ -162,22 +162,22 @@ class Unbound(dict[Any, Any]):
     def __delitem__(self, key: Any, /) -> NoReturn:
         self._refuse()
 
-    def update(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]  # noqa: D102
-        self._refuse()  # pyright: ignore[reportIncompatibleMethodOverride]
-
-    def setdefault(self, *args: Any) -> NoReturn:  # type: ignore[override]  # noqa: D102
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._refuse()
 
-    def pop(self, *args: Any) -> NoReturn:  # type: ignore[override]  # noqa: D102
+    def setdefault(self, *args: Any) -> NoReturn:
         self._refuse()
 
-    def popitem(self) -> NoReturn:  # noqa: D102
+    def pop(self, *args: Any) -> NoReturn:
         self._refuse()
 
-    def clear(self) -> NoReturn:  # noqa: D102
+    def popitem(self) -> NoReturn:
         self._refuse()
 
-    def __ior__(self, other: Any, /) -> NoReturn:  # type: ignore[override,misc]
+    def clear(self) -> NoReturn:
+        self._refuse()
+
+    def __ior__(self, other: Any, /) -> NoReturn:  # type: ignore[misc]
         self._refuse()
 
 

@@ -241,8 +241,7 @@ class TaskFactoryWrapper:
             for registry in wrapper._registries:
                 registry.forget(loop)
             wrapper._registries, wrapper._plan = (), _EMPTY
-            if _SERVING.get(loop) is wrapper:
-                del _SERVING[loop]
+            _SERVING.pop(loop, None)
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> TaskFactoryWrapper | None:
@@ -259,7 +258,8 @@ class TaskFactoryWrapper:
         """Refresh the wrapper serving ``loop``, if any (internal)."""
         with ATTACH_LOCK:
             wrapper = _SERVING.get(loop) or cls.of(loop)
-            if wrapper is not None:
+            # A loop listed by a registry has its wrapper (uninstall forgets both).
+            if wrapper is not None:  # pragma: no branch
                 wrapper.refresh(loop)
 
     def refresh(self, loop: asyncio.AbstractEventLoop) -> None:

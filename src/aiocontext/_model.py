@@ -152,10 +152,9 @@ class DataModel(abc.ABC):
 
 
 class _Absent:
-    __slots__ = ()
+    """The type of :data:`ABSENT`."""
 
-    def __repr__(self) -> str:
-        return "<absent>"
+    __slots__ = ()
 
 
 #: What a key was before a ``bound()`` block that set it, when the data did not hold it.

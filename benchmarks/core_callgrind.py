@@ -1,0 +1,194 @@
+"""Instructions per operation for the core's data models and spawn plan, counted by
+``valgrind --tool=callgrind`` as ``benchmarks.callgrind`` counts them (a run of N minus a
+run of 0, both in a fresh interpreter).
+
+Run from the repository root (valgrind must be installed; uvloop for the uvloop rows)::
+
+    python -m benchmarks.core_callgrind
+    python -m benchmarks.core_callgrind --only restore
+
+Set ``PYTHONPATH`` to measure another copy of the package (an older commit, say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import os
+import re
+import subprocess
+import sys
+from typing import Any, Final
+
+OPERATIONS: Final[dict[str, str]] = {
+    "uvloop spawn bare": "create_task + await on uvloop, no factory",
+    "uvloop spawn floor object": "the same, a forwarding factory object",
+    "uvloop spawn Copy": "the same, one Copy() context attached",
+    "uvloop spawn Share": "the same, one Share() context attached",
+    "write Share 8": "ctx[k] = v, Share(), 8 keys",
+    "write ChainMap 8": "ctx[k] = v, ChainMap(), 8 keys (the task owns its layer)",
+    "read ChainMap gen 1": "ctx[k] of the first task's key, ChainMap(), generation 1",
+    "read ChainMap gen 20000": "the same after 20,000 successor generations",
+    "restore bare": "token = var.set(dict(d)); var.reset(token): the floor",
+    "restore Copy": "with ctx.restore(d): pass, Copy(), 3 keys",
+    "update Copy 1000": "ctx.update(1,000 keys), Copy()",
+}
+
+RATIOS: Final = [
+    ("uvloop spawn Copy", "uvloop spawn floor object"),
+    ("uvloop spawn Share", "uvloop spawn floor object"),
+    ("write ChainMap 8", "write Share 8"),
+    ("read ChainMap gen 20000", "read ChainMap gen 1"),
+    ("restore Copy", "restore bare"),
+]
+
+
+def _forwarding(loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> Any:
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+class _Forwarding:
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> Any:
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+async def _chain(ctx: Any, generations: int) -> None:
+    """Successor generations under ChainMap(): each spawns the next and ends."""
+    done = asyncio.get_running_loop().create_future()
+    tasks: list[Any] = []
+
+    async def generation(n: int) -> None:
+        if n < generations:
+            tasks.append(asyncio.create_task(generation(n + 1)))
+        else:
+            done.set_result(None)
+
+    ctx["root"] = 0
+    tasks.append(asyncio.create_task(generation(1)))
+    await done
+
+
+def run(operation: str, n: int) -> None:  # noqa: C901, PLR0912 - one scenario per operation
+    """Set up ``operation``'s scenario, then do it ``n`` times (what valgrind counts)."""
+    from aiocontext import ChainMap, Context, Copy, Share
+
+    policies = {"Copy": Copy(), "Share": Share(), "ChainMap": ChainMap()}
+    if operation.startswith("uvloop"):
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    words = operation.split()
+    var: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("bench")
+
+    async def child_bare() -> Any:
+        return var.get()["a"]
+
+    if words[0] == "uvloop":
+        rest = " ".join(words[2:])
+        ctx: Any = None
+        if rest == "floor object":
+            loop.set_task_factory(_Forwarding())
+        elif rest != "bare":
+            ctx = Context(policies[rest]).attach(loop)
+
+        async def child_ctx() -> Any:
+            return ctx["a"]
+
+        async def main() -> None:
+            var.set({"a": 1})
+            if ctx is not None:
+                ctx["a"] = 1
+            make = child_bare if ctx is None else child_ctx
+            for _ in range(n):
+                await asyncio.create_task(make())
+
+    elif words[0] in ("write", "read", "update"):
+        ctx = Context(policies[words[1]]).attach(loop)
+
+        async def main() -> None:
+            if operation.startswith("read"):
+                await _chain(ctx, int(words[-1]))
+                await asyncio.sleep(0)
+                reader = asyncio.create_task(_read(ctx, n))
+                await reader
+                return
+            ctx.update({f"k{i}": i for i in range(7)})
+            ctx["own"] = 0
+            if words[0] == "update":
+                for _ in range(n):
+                    ctx.update({f"u{i}": i for i in range(1000)})
+            else:
+                for i in range(n):
+                    ctx["a"] = i
+
+    else:
+        ctx = Context(Copy()).attach(loop)
+        snapshot = {"request_id": "r", "user": "u", "n": 1}
+
+        async def main() -> None:
+            if words[1] == "bare":
+                for _ in range(n):
+                    token = var.set(dict(snapshot))
+                    var.reset(token)
+            else:
+                for _ in range(n):
+                    with ctx.restore(snapshot):
+                        pass
+
+    loop.run_until_complete(main())
+    loop.close()
+
+
+async def _read(ctx: Any, n: int) -> None:
+    for _ in range(n):
+        ctx["root"]
+
+
+def count(operation: str, n: int, python: str) -> int:
+    """Instructions valgrind counts for one run of ``operation`` done ``n`` times."""
+    out = subprocess.run(
+        [
+            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            python, "-m", "benchmarks.core_callgrind", "--worker", operation, str(n),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        check=True,
+    )  # fmt: skip
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    if match is None:
+        raise RuntimeError(f"no count from valgrind for {operation!r}:\n{out.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Count every operation (or those named by ``--only``) and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.core_callgrind")
+    parser.add_argument("--n", type=int, default=1_000, help="operations per counted run")
+    parser.add_argument("--only", action="append", default=[], help="operation name prefix")
+    parser.add_argument("--worker", nargs=2, metavar=("OP", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        run(args.worker[0], int(args.worker[1]))
+        return 0
+    chosen = [op for op in OPERATIONS if not args.only or any(op.startswith(p) for p in args.only)]
+    figures: dict[str, float] = {}
+    for operation in chosen:
+        per_op = count(operation, args.n, sys.executable) - count(operation, 0, sys.executable)
+        figures[operation] = per_op / args.n
+        print(
+            f"{operation:26} {figures[operation]:>10,.0f} instructions  ({OPERATIONS[operation]})"
+        )
+    print()
+    for top, bottom in RATIOS:
+        if top in figures and bottom in figures:
+            print(f"{top} / {bottom}".ljust(52), f"{figures[top] / figures[bottom]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
