@@ -133,9 +133,11 @@ collect_ignore_glob = ["typing/*"]
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On a free-threaded build, fail the run if the GIL was turned on during it."""
     if FREE_THREADED and getattr(sys, "_is_gil_enabled", lambda: True)():
-        session.config.get_terminal_writer().line(
-            "a module imported during the run turned the GIL on (free-threaded build): "
-            "see FREE_THREADED in tests/conftest.py",
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(
+            "the GIL is on at the end of the run on a free-threaded build (PYTHON_GIL=1, or a "
+            "module imported during the run turned it on): see FREE_THREADED in tests/conftest.py",
             red=True,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

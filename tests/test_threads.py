@@ -21,6 +21,7 @@ import pytest
 
 from aiocontext import ChainMap, Context, ContextRegistry, Copy, DeepCopy, EventLoopError, Share
 from aiocontext.executors import CleanThreadPoolExecutor, run_in_executor
+from conftest import FREE_THREADED
 from conftest import THREADS_INHERIT_CONTEXT as INHERITS
 
 POLICIES = [Share(), Copy(), DeepCopy(), ChainMap()]
@@ -248,3 +249,18 @@ class TestStandardPool:
             pools[0].shutdown()
         seen_ids = [result[1] for result in results]
         assert (["r-1"] * REQUESTS if INHERITS else ["no data"] * REQUESTS) == seen_ids
+
+
+@pytest.mark.skipif(not FREE_THREADED, reason="a free-threaded build only")
+class TestFreeThreadedBuild:
+    """On a free-threaded build the suite runs with the GIL off."""
+
+    def test_the_gil_stays_off_with_every_integration_imported(self) -> None:
+        """Importing every framework the integrations and tests use (hiredis, which would
+        turn the GIL on, is kept out by conftest) leaves the GIL off."""
+        import importlib
+
+        frameworks = ("aiohttp", "arq", "celery", "httpx", "redis", "starlette", "structlog")
+        for name in (*frameworks, "uvicorn", "uvloop"):
+            importlib.import_module(name)
+        assert False is getattr(sys, "_is_gil_enabled", lambda: True)()

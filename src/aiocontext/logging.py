@@ -15,8 +15,11 @@ code runs:
   runs the chain in a thread with a copy of the caller's ``contextvars``.
 
 A record emitted where the context has no data (outside any task with no loop running, in a
-plain thread, or on a loop the context is not attached to) gets the defaults: logging never
-fails because of the context. Any other exception (a bug in your own policy's ``root()`` or
+thread without data, or on a loop the context is not attached to) gets the defaults: logging
+never fails because of the context. A thread has data when it runs in a copy of a task's
+``contextvars`` context: ``asyncio.to_thread``, ``aiocontext.executors.run_in_executor``,
+and, where threads inherit context (3.14+, ``sys.flags.thread_inherit_context``), a
+``threading.Thread`` a task starts; a ``CleanThreadPoolExecutor`` worker never has. Any other exception (a bug in your own policy's ``root()`` or
 in a :class:`~aiocontext.Key`'s ``default_factory``) propagates from the logging call, as an
 exception in any filter does, so it is never hidden.
 """
@@ -319,8 +322,10 @@ class ContextFilter(logging.Filter):
     Each record gets one attribute per field, holding the emitting task's value for the
     field's key, so formatters can use ``%(request_id)s``. It never drops a record
     (``filter`` always returns ``True``) and never raises because of the context: where the
-    context has no data (no task, no running loop, a loop it is not attached to, a plain
-    thread) or no value for a key, the record gets the field's default. A
+    context has no data (no task, no running loop, a loop it is not attached to, a thread
+    that does not run in a copy of a task's ``contextvars``: a plain thread where threads do
+    not inherit context, a :class:`~aiocontext.executors.CleanThreadPoolExecutor` worker)
+    or no value for a key, the record gets the field's default. A
     :class:`~aiocontext.Key` that has a default of its own gives that default, as
     ``ctx[key]`` does. Exceptions other than aiocontext's (a bug in your policy or in a
     key's ``default_factory``) propagate from the logging call, like any filter's.
@@ -483,7 +488,8 @@ def structlog_processor(
         fields: The keys to add (each under its own name, a ``Key`` under its ``.name``),
             or a mapping of keys to the names to use in the event dict.
         default: The value of a field the context has no value for (or has no data at
-            all: outside any task, in a plain thread); a mapping gives per-field defaults.
+            all: outside any task, in a thread without data); a mapping gives per-field
+            defaults.
         overwrite: Replace keys the event dict already has. By default they are kept.
         providers: :class:`FieldProvider` objects filling fields that do not come from the
             context, as for :class:`ContextFilter`.

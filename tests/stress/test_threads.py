@@ -41,7 +41,7 @@ from stress.conftest import Figures
 
 THREADS: Final = size(ci=4, full=16)
 #: Requests per thread, and how many of them run at once on a loop.
-REQUESTS: Final = size(ci=120, full=5_000)
+REQUESTS: Final = size(ci=120, full=1_000)
 BATCH: Final = 20
 #: Keys each request writes itself, in every context.
 WRITES: Final = size(ci=10, full=50)
