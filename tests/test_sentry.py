@@ -18,6 +18,8 @@ import httpx
 import pytest
 import sentry_sdk
 import uvicorn
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 from starlette.applications import Starlette
@@ -26,6 +28,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from aiocontext import Context, ContextRegistry, Key
+from aiocontext.aiohttp import request_id_middleware
 from aiocontext.asgi import ASGIApp, Message, Receive, RequestIdMiddleware, Scope, Send
 from aiocontext.sentry import SentryTags, SentryTagsMiddleware
 
@@ -253,6 +256,46 @@ class TestSentryTagsMiddleware:
         not_tags: Any = ["request_id"]
         with pytest.raises(TypeError, match="tags must be a SentryTags"):
             SentryTagsMiddleware(app, not_tags)
+
+
+class TestAiohttpRecipe:
+    @pytest.mark.asyncio
+    async def test_the_documented_middleware(self) -> None:
+        """The aiohttp recipe of docs/integrations/sentry.md: a four-line middleware using
+        ``tags.isolated()`` after the request-id middleware; 60 concurrent requests on a real
+        aiohttp server, each event with its own request's id."""
+        ctx = new_context()
+        tags = SentryTags(ctx)
+
+        @web.middleware
+        async def sentry_tags(request: web.Request, handler: Handler) -> web.StreamResponse:
+            with tags.isolated():
+                return await handler(request)
+
+        async def endpoint(request: web.Request) -> web.Response:
+            await asyncio.sleep(0)
+            sentry_sdk.capture_message(ctx["request_id"])
+            return web.Response(text=ctx["request_id"])
+
+        app = web.Application(middlewares=[request_id_middleware(ctx), sentry_tags])
+        app.router.add_get("/", endpoint)
+        ctx.attach()
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            with sentry() as transport:
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+                async with httpx.AsyncClient(timeout=60) as client:
+                    calls = [client.get(url, headers={"x-request-id": f"r-{n}"}) for n in range(60)]
+                    responses = await asyncio.gather(*calls)
+        finally:
+            await runner.cleanup()
+            ctx.detach()
+        assert [f"r-{n}" for n in range(60)] == [response.text for response in responses]
+        assert 60 == len(transport.events)
+        assert all({"request_id": e["message"]} == tags_of(e) for e in transport.events)
 
 
 def test_the_core_imports_no_sentry() -> None:

@@ -59,7 +59,13 @@ from .propagation import (
     header_values,
 )
 
-__all__ = ["TRACEPARENT_HEADER", "BaggageKeys", "SpanFields", "TraceparentRequestId"]
+__all__ = [
+    "TRACEPARENT_HEADER",
+    "BaggageKeys",
+    "SpanFields",
+    "TraceparentRequestId",
+    "trace_id_of",
+]
 
 TRACEPARENT_HEADER: Final = "traceparent"
 """The W3C Trace Context header name."""

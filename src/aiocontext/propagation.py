@@ -663,7 +663,9 @@ class Propagator:
 
         Every context of the propagator is in the result, with an empty dict if the carrier
         has nothing for it. Invalid, unknown and undecodable values are dropped; this never
-        raises because of what the carrier holds.
+        raises because of what the carrier holds (``bytes`` names and values are read as
+        UTF-8, lists as repeated values, anything else that is not text is skipped: see
+        :func:`header_values`).
 
         Raises:
             TypeError: ``carrier`` is not a mapping.
