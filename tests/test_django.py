@@ -122,6 +122,8 @@ async def serving(app: Any) -> AsyncGenerator[str]:
         log_level="warning",
         log_config=None,
         access_log=False,
+        # No idle keep-alive connection closed under the client's feet on a busy machine.
+        timeout_keep_alive=TIMEOUT,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
