@@ -11,7 +11,9 @@ request's id and nothing another request wrote.
 
 The last tests pin down what a write does across asgiref's adapters under each policy
 (asgiref copies the callee's changed context variables back into the caller), next to
-``asyncio.to_thread`` (which does not), as ``docs/integrations/django.md`` documents.
+``asyncio.to_thread`` (which does not), as ``docs/integrations/django.md`` documents. Only
+the deterministic cases are asserted: ``async_to_sync`` on the caller's loop copies back a
+context it may take after the caller already restored (a race in asgiref 3.13).
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ async def serving(app: Any) -> AsyncGenerator[str]:
         log_level="warning",
         log_config=None,
         access_log=False,
+        # No idle keep-alive connection closed under the client's feet on a busy machine.
+        timeout_keep_alive=TIMEOUT,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -146,7 +150,8 @@ class TestDjangoUnderUvicorn:
         """REQUESTS requests, CONCURRENCY at once, half to the async view, half to the sync
         one: the view, a child task, ``sync_to_async`` code and the ``async_to_sync`` code it
         calls all see the request's id and no other request's write; a write made in
-        ``sync_to_async`` code comes back to the view; the response header has the id."""
+        ``sync_to_async`` code comes back to the async view; the response header has the
+        id."""
         ctx: Context[str, Any] = Context(
             POLICIES[policy], name="django", registry=ContextRegistry()
         )
@@ -169,7 +174,9 @@ class TestDjangoUnderUvicorn:
                 or [item["id"] for item in body["seen"]] != expected
                 or [item["leak"] for item in body["seen"][:1]] != [None]
                 or any(item["leak"] not in (None, f"req-{n}") for item in body["seen"])
-                or body["came_back"] != "written in the thread"
+                # sync_to_async copies the callee's writes back when it returns; the sync
+                # view's come back through async_to_sync, which may lose them (django.md).
+                or (view == "async" and body["came_back"] != "written in the thread")
             ):
                 wrong.append((n, body))
 
@@ -216,29 +223,28 @@ class TestWritesAcrossAsgiref:
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("policy", sorted(POLICIES))
-    async def test_writes_in_async_to_sync_code_come_back_to_the_sync_caller(
+    async def test_async_to_sync_code_on_the_callers_loop_sees_the_callers_data(
         self, policy: str
     ) -> None:
         """Under every policy, async code run by ``async_to_sync`` from ``sync_to_async``
-        code (on the caller's loop) sees the caller's data, and what it writes is in the
-        sync code's data, and then in the async caller's, once each returns."""
+        code (on the caller's loop) sees the caller's data. (Whether what it writes comes
+        back is a race in asgiref there: it hands the result over before it takes the copy
+        of the context it restores; see django.md. So only reads are asserted.)"""
         ctx: Context[str, Any] = Context(
             POLICIES[policy], name="asgiref", registry=ContextRegistry()
         )
         ctx.attach()
 
-        async def write() -> str:
-            ctx["by_async_to_sync"] = "a"
+        async def read() -> str:
+            await asyncio.sleep(0)
             return str(ctx["request_id"])
 
-        def sync_code() -> tuple[str, dict[str, Any]]:
-            return async_to_sync(write)(), dict(ctx)
+        def sync_code() -> str:
+            return async_to_sync(read)()
 
         with ctx.restore({"request_id": "r-2"}):
-            seen, in_sync = await sync_to_async(sync_code)()
-            data = dict(ctx)
-        expected = {"request_id": "r-2", "by_async_to_sync": "a"}
-        assert ("r-2", expected, expected) == (seen, in_sync, data)
+            seen = await sync_to_async(sync_code)()
+        assert "r-2" == seen
 
     @pytest.mark.parametrize("policy", sorted(POLICIES))
     def test_async_to_sync_from_a_plain_thread(self, policy: str) -> None:

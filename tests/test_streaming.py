@@ -86,6 +86,8 @@ async def uvicorn_serving(app: Any) -> AsyncGenerator[str]:
         log_level="warning",
         log_config=None,
         access_log=False,
+        # No idle keep-alive connection closed under the client's feet on a busy machine.
+        timeout_keep_alive=TIMEOUT,
         backlog=RESPONSES * 2,
     )
     server = uvicorn.Server(config)
