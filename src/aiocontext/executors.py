@@ -47,9 +47,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
-from typing_extensions import ParamSpec
-
-from typing_extensions import TypeIs
+from typing_extensions import ParamSpec, TypeIs
 
 from ._context import Context, is_context
 from ._errors import EventLoopError
