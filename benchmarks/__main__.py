@@ -124,8 +124,10 @@ def _summary(results: list[tuple[str, CaseResult]]) -> str:
     label_width = max([len(row[2]) for row in rows] + [5])
     lines = [
         "targets",
-        f"  {'loop':<8}  {'case':<{case_width}}  {'ratio':<{label_width}}  {'median':>8}"
-        f"  {'target':>8}  {'met':>3}",
+        (
+            f"  {'loop':<8}  {'case':<{case_width}}  {'ratio':<{label_width}}  {'median':>8}"
+            f"  {'target':>8}  {'met':>3}"
+        ),
     ]
     for kind, key, label, ratio_result in rows:
         median, target = ratio_result.median, ratio_result.ratio.target

@@ -20,8 +20,8 @@ import attrs
 __all__ = [
     "Case",
     "CaseResult",
-    "RatioResult",
     "Ratio",
+    "RatioResult",
     "Target",
     "Variant",
     "render",

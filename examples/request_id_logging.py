@@ -22,7 +22,7 @@ import asyncio
 import logging
 import logging.config
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
@@ -112,7 +112,7 @@ def make_app() -> web.Application:
 class Recorder(logging.Handler):
     """Keeps (logger name, request id, message) of every record, for --self-test."""
 
-    records: list[tuple[str, str, str]] = []
+    records: ClassVar[list[tuple[str, str, str]]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append((record.name, record.__dict__["request_id"], record.getMessage()))

@@ -215,7 +215,7 @@ def self_test() -> bool:
                 f"http://127.0.0.1:{b_port}",
             ],
         }
-        outputs = {name: open(Path(logs) / name, "w+") for name in commands}
+        outputs = {name: open(Path(logs) / name, "w+") for name in commands}  # noqa: SIM115 - the processes' logs, closed below
         processes = {
             name: subprocess.Popen(
                 command, env=env, cwd=HERE, stdout=outputs[name], stderr=subprocess.STDOUT

@@ -126,7 +126,7 @@ class Process:
     """A subprocess of this Python, its output kept in a file, stopped by :meth:`stop`."""
 
     def __init__(self, args: Sequence[str], env: Mapping[str, str], cwd: Path = TESTS) -> None:
-        self.output = tempfile.TemporaryFile(mode="w+")
+        self.output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()
         self.popen = subprocess.Popen(
             list(args),
             env={**os.environ, **env},

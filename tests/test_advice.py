@@ -7,9 +7,9 @@ import sys
 import threading
 
 import pytest
-from conftest import LOOP_FACTORIES
 
 from aiocontext._advice import Situation, install_uvloop, no_loop, not_attached, run_with
+from conftest import LOOP_FACTORIES
 
 
 def situation(

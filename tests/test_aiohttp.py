@@ -237,7 +237,8 @@ class TestSetup:
         async with serving(service.app) as url, client() as session:
             status, header, seen = await get(session, f"{url}/fanout", {HEADER: value})
         assert 200 == status
-        assert header is not None and is_uuid4(header)
+        assert header is not None
+        assert is_uuid4(header)
         assert header == seen["handler"] == seen["to_thread"]
 
     @pytest.mark.asyncio
@@ -248,7 +249,8 @@ class TestSetup:
         setup(service.app, ctx)
         async with serving(service.app) as url, client() as session:
             _, header, _ = await get(session, f"{url}/fanout", [(HEADER, "a"), (HEADER, "b")])
-        assert header is not None and is_uuid4(header)
+        assert header is not None
+        assert is_uuid4(header)
 
     @pytest.mark.asyncio
     async def test_longest_valid_id_is_kept(self, log: logging.Logger) -> None:
@@ -502,7 +504,8 @@ class TestRequestIdMiddleware:
             server_log.removeHandler(errors)
         assert (500, None) == (status, header)
         exc_info = errors.records[0].exc_info
-        assert exc_info is not None and "is not attached" in str(exc_info[1])
+        assert exc_info is not None
+        assert "is not attached" in str(exc_info[1])
 
     def test_is_a_new_style_middleware(self) -> None:
         """It is marked with ``@web.middleware`` (aiohttp would warn otherwise)."""

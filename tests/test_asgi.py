@@ -32,7 +32,6 @@ from websockets.exceptions import InvalidStatus
 
 from aiocontext import Context, EventLoopError, Key, Share, TaskFactoryWrapper, loop_factory
 from aiocontext.asgi import ASGIApp, Message, Receive, RequestIdMiddleware, Scope, Send
-
 from conftest import LoopFactory
 
 TIMEOUT = 30  # seconds: a bound on every server test, never reached when things work
@@ -316,7 +315,8 @@ class TestRequestIdMiddleware:
                         for number in range(10)
                     )
                 )
-                while len(background) < 3 * CONCURRENT:  # background tasks run after
+                # background tasks run after the responses: poll what the app records
+                while len(background) < 3 * CONCURRENT:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
         for number, response in enumerate(responses):
             assert f"api-{number}" == response.headers["x-request-id"]
@@ -710,7 +710,7 @@ class TestRequestIdMiddleware:
             raise error
 
         sent = Sent()
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError) as info:  # noqa: PT011 - the identity is checked below
             await call(RequestIdMiddleware(app, context), http_scope((b"x-request-id", b"r")), sent)
         assert info.value is error
         assert (1 if after_start else 0) == len(sent.messages)

@@ -72,7 +72,6 @@ from aiocontext import (
     TaskFactoryWrapper,
     loop_factory,
 )
-
 from conftest import CoroutineLike, LoopFactory
 
 #: Requests per run, and how many are in flight at once (workers, connections).

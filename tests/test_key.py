@@ -112,7 +112,7 @@ class TestKey:
         itself, and a key never equals its name."""
         first, second = Key[str]("request_id"), Key[str]("request_id")
         name: object = "request_id"
-        assert (False, True, False) == (first == second, first == first, first == name)
+        assert (False, True, False) == (first == second, first == first, first == name)  # noqa: PLR0124
 
     def test_hash_is_identity(self) -> None:
         """Keys hash by identity, so same-named keys are distinct set members."""

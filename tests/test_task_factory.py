@@ -124,7 +124,7 @@ def asyncio_create_task_here(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any
 
 def source_traceback(task: asyncio.Task[Any]) -> list[tuple[str, int, str]]:
     """The task's debug-mode source traceback as ``(file, line, function)`` triples."""
-    frames: list[Any] = getattr(task, "_source_traceback")
+    frames: list[Any] = getattr(task, "_source_traceback")  # noqa: B009 - private, untyped
     return [(os.path.normcase(frame.filename), frame.lineno, frame.name) for frame in frames]
 
 

@@ -51,7 +51,7 @@ class Key(Generic[T]):
         False
     """
 
-    __slots__ = ("_default", "_default_factory", "_name", "__weakref__")
+    __slots__ = ("__weakref__", "_default", "_default_factory", "_name")
 
     @overload
     def __init__(self, name: str) -> None: ...

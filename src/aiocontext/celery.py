@@ -34,8 +34,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from celery import Task
-from typing_extensions import TypeIs
 from celery.signals import before_task_publish, task_postrun, task_prerun
+from typing_extensions import TypeIs
 
 from ._integration import check_propagator
 from .propagation import Propagator
@@ -80,7 +80,7 @@ class CeleryPropagation:
         >>> handlers.uninstall()
     """
 
-    __slots__ = ("_header", "_propagator", "__weakref__")
+    __slots__ = ("__weakref__", "_header", "_propagator")
 
     def __init__(self, propagator: Propagator, *, header: str = MESSAGE_HEADER) -> None:
         self._propagator = check_propagator(propagator)

@@ -219,7 +219,7 @@ class Field(Generic[T]):
             return text
         try:
             return self.codec.decode(text)
-        except Exception:  # any failure of the codec on foreign input: the value is dropped
+        except Exception:  # noqa: BLE001 - any failure of the codec on foreign input drops the value
             return _MISSING
 
 
@@ -283,7 +283,7 @@ class HeaderCodec(abc.ABC):
     def headers(self) -> tuple[str, ...]:
         """The header names the format writes."""
 
-    def check_name(self, name: str) -> None:
+    def check_name(self, name: str) -> None:  # noqa: B027 - an optional hook, no-op by default
         """Raise ``ValueError`` if ``name`` cannot be a field's name in this format."""
 
     @abc.abstractmethod

@@ -64,7 +64,6 @@ from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from typing import Any, Final, Literal, cast, get_args
 
 import pytest
-
 from typing_extensions import TypeIs
 
 from ._context import Context, is_context

@@ -20,8 +20,6 @@ import os
 import sys
 from typing import Final
 
-import pytest
-
 from aiocontext import ChainMap, Copy, DeepCopy, PropagationPolicy, Share
 from conftest import LOOP_FACTORIES, skip_if_eager_factory_broken
 

@@ -193,7 +193,7 @@ async def check_next_spawn(contexts: Contexts, expected: dict[str, Any]) -> None
     """Spawn a child now: it must see ``expected`` in every context, and its writes must
     reach the parent under ``Share()`` only."""
     seen = await asyncio.create_task(child_view(contexts))
-    assert {name: expected for name in contexts.by_name} == seen
+    assert dict.fromkeys(contexts.by_name, expected) == seen
     got_child_write = {name: "from-child" in ctx for name, ctx in contexts.by_name.items()}
     assert {name: name in SEES_CHILD_WRITES for name in contexts.by_name} == got_child_write
     for ctx in contexts.by_name.values():
@@ -495,7 +495,7 @@ class TestLoopClosedWithPendingTasks:
         del loop
         gc.collect()
         assert None is loop_ref()
-        assert {name: () for name in contexts.by_name} == {
+        assert dict.fromkeys(contexts.by_name, ()) == {
             name: ctx.registry.loops(ctx) for name, ctx in contexts.by_name.items()
         }
         assert "Task was destroyed but it is pending" in caplog.text

@@ -209,9 +209,11 @@ class Forest:
         for sight in sights:
             if any(tree_id != seen for seen in sight.ids):
                 policies = list(self.contexts) * 2
-                wrong = {p: seen for p, seen in zip(policies, sight.ids) if tree_id != seen}
+                wrong = {
+                    p: seen for p, seen in zip(policies, sight.ids, strict=False) if tree_id != seen
+                }
                 problems.append(f"tree {tree_id}: leaf {sight.name} saw ids {wrong}")
-            for policy, seen in zip(self.contexts, sight.after_spawn):
+            for policy, seen in zip(self.contexts, sight.after_spawn, strict=False):
                 expected = tree_id if policy in ("Share", "ChainMap") else ABSENT
                 if expected != seen:
                     problems.append(

@@ -141,7 +141,7 @@ def outcome(operation: Operation, mapping: MutableMapping[str, Any]) -> Outcome:
     """Apply ``operation``; report its result or the name of what it raised."""
     try:
         return ("ok", operation(mapping))
-    except Exception as error:  # noqa: BLE001 - the error is the outcome
+    except Exception as error:
         return ("error", type(error).__name__)
 
 
@@ -324,7 +324,7 @@ class PolicyMachine(RuleBasedStateMachine):
             if name not in agent.views:
                 try:
                     agent.views[name] = contexts[name].data()
-                except Exception as error:  # noqa: BLE001 - the error is the outcome
+                except Exception as error:
                     return ("error", type(error).__name__)
             return outcome(operation, agent.views[name])
 
@@ -469,7 +469,7 @@ class PolicyMachine(RuleBasedStateMachine):
             task = agent.task
             assert task is not None
             actual = {
-                name: outcome(lambda _: dict(ctx.data(task)), {})
+                name: outcome(lambda _: dict(ctx.data(task)), {})  # noqa: B023 - called at once
                 for name, ctx in self.contexts.items()
             }
             expected = {name: self.expect(agent, name, dict, writes=True) for name in self.contexts}
@@ -503,7 +503,7 @@ class PolicyMachine(RuleBasedStateMachine):
         for agent, models in self.model.items():
             with_data = {name: dict(data) for name, data in models.items() if data is not None}
 
-            def command(names: list[str] = list(with_data)) -> dict[str, dict[str, Any]]:
+            def command(names: list[str] = list(with_data)) -> dict[str, dict[str, Any]]:  # noqa: B006 - bound now, read-only
                 return {name: dict(contexts[name]) for name in names}
 
             reply: asyncio.Future[Any] = self.loop.create_future()
@@ -513,7 +513,7 @@ class PolicyMachine(RuleBasedStateMachine):
         if not replies:
             return
         actual = self.loop.run_until_complete(asyncio.gather(*replies))
-        assert expected == list(zip([agent for agent, _ in expected], actual))
+        assert expected == list(zip([agent for agent, _ in expected], actual, strict=False))
 
 
 class TestModel:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
-from typing import Any
+from typing import Any, assert_type
 
 import uvloop
-from typing_extensions import assert_type
 
 from aiocontext import (
     ChainMap,

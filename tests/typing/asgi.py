@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_type
 
 import starlette.types
 import uvicorn
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from typing_extensions import assert_type
 
 from aiocontext import Context, Key
 from aiocontext.asgi import ASGIApp, Message, Receive, RequestIdMiddleware, Scope, Send

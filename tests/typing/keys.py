@@ -4,9 +4,7 @@ never run)."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Any
-
-from typing_extensions import assert_type
+from typing import Any, assert_type
 
 from aiocontext import Context, Key
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, assert_type
 
 import aiohttp
 import httpx
 from arq.connections import RedisSettings
 from arq.worker import Worker
-from typing_extensions import assert_type
 
 import aiocontext.aiohttp
 import aiocontext.arq
