@@ -147,7 +147,7 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, timeout: float = 30) -> None:
+def _wait_for_port(port: int, timeout: float = 90) -> None:  # slow starts on busy machines
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -30,7 +30,7 @@ def test_three_services_self_test() -> None:
         [sys.executable, str(EXAMPLE), "--self-test"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert 0 == result.returncode, result.stdout + result.stderr
