@@ -117,8 +117,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _instructions(stack: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
+    """``instructions()``, tried a second time if the server under valgrind drops the
+    connection (vgdb's ptrace wake-up for the dumps has been seen to kill one)."""
+    try:
+        return instructions(stack, variant, args.n, args.warmup)
+    except ConnectionError as error:
+        print(f"    {variant}: {error!r} under valgrind, once more", file=sys.stderr)
+        return instructions(stack, variant, args.n, args.warmup)
+
+
 def _count(stack: str, variants: list[str], args: argparse.Namespace, out: dict[str, Any]) -> None:
-    per = {v: instructions(stack, v, args.n, args.warmup) for v in variants}
+    per = {v: _instructions(stack, v, args) for v in variants}
     out["instructions"] = per
     bare = per.get("bare")
     print("  instructions per request, thousands (over bare): id generated | id sent")
