@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -387,15 +388,15 @@ class TestInboundPropagator:
     async def test_aiohttp_setup_response_to_a_request_never_seen(self) -> None:
         """aiohttp, ``setup(propagator=...)``: a response made before the request-id
         middleware ran (an outer middleware answering itself) gets neither header."""
-        request: Context[str, Any] = Context(name="request")
-        propagator = Propagator({request: ["request_id"]}, codec=Baggage())
+        context: Context[str, Any] = Context(name="request")
+        propagator = Propagator({context: ["request_id"]}, codec=Baggage())
 
         @web.middleware
-        async def short_circuit(web_request: web.Request, handler: Any) -> web.StreamResponse:
+        async def short_circuit(request: web.Request, handler: Handler) -> web.StreamResponse:
             return web.Response(text="short")
 
         app = web.Application()
-        aiocontext.aiohttp.setup(app, request, propagator=propagator)
+        aiocontext.aiohttp.setup(app, context, propagator=propagator)
         app.middlewares.insert(0, short_circuit)
         headers = {"baggage": "request_id=r-9"}
         async with serving_aiohttp(app) as address, aiohttp.ClientSession() as session:
