@@ -7,7 +7,7 @@ the server on 127.0.0.1, checks the ids it gives, then measures:
 - the server's instructions per request under ``valgrind --tool=callgrind``: one server
   process serves a warm-up, then N requests with no id (the server generates it), then N
   with one sent, on one keep-alive connection, callgrind's counts dumped between the
-  phases (``callgrind_control --dump``) and divided by N: the stable figure (uvicorn
+  phases (``vgdb ... dump``) and divided by N: the stable figure (uvicorn
   without its 10 Hz tick, whose work would grow with the machine's load);
 - req/s under ``wrk -t1 -cC`` keep-alive (the in-repo client when wrk is missing), every
   variant of a stack once per round, the order rotating, as a median ratio to bare;
@@ -119,7 +119,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _instructions(stack: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
     """``instructions()``, tried a second time if the server under valgrind drops the
-    connection (vgdb's ptrace wake-up for the dumps has been seen to kill one)."""
+    connection."""
     try:
         return instructions(stack, variant, args.n, args.warmup)
     except ConnectionError as error:
