@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -349,6 +350,88 @@ class TestInboundPropagator:
                 answer["X-Request-ID"],
                 answer["baggage"],
             )
+
+    @pytest.mark.asyncio
+    async def test_aiohttp_middleware_alone_with_a_propagator(self) -> None:
+        """aiohttp, ``request_id_middleware(propagator=...)`` without ``setup``: handled and
+        raised responses carry the id and the baggage back; the handler sees both contexts'
+        values."""
+        request: Context[str, Any] = Context(name="request")
+        tenant: Context[str, Any] = Context(name="tenant")
+        propagator = Propagator({request: ["request_id"], tenant: ["tenant"]}, codec=Baggage())
+
+        async def ok(web_request: web.Request) -> web.Response:
+            return web.json_response({"request": dict(request), "tenant": dict(tenant)})
+
+        async def missing(web_request: web.Request) -> web.Response:
+            raise web.HTTPNotFound()
+
+        middleware = aiocontext.aiohttp.request_id_middleware(request, propagator=propagator)
+        app = web.Application(middlewares=[middleware])
+        app.router.add_get("/", ok)
+        app.router.add_get("/missing", missing)
+        request.attach()
+        tenant.attach()
+        headers = {"baggage": "tenant=acme,request_id=r-9"}
+        async with serving_aiohttp(app) as address, aiohttp.ClientSession() as session:
+            async with session.get(f"http://{address}/", headers=headers) as response:
+                seen = await response.json()
+                ok_headers = response.headers.copy()
+            async with session.get(f"http://{address}/missing", headers=headers) as response:
+                missing_headers = response.headers.copy()
+        assert {"request": {"request_id": "r-9"}, "tenant": {"tenant": "acme"}} == seen
+        for answer in (ok_headers, missing_headers):
+            expected = ("r-9", "request_id=r-9,tenant=acme")
+            assert expected == (answer["X-Request-ID"], answer["baggage"])
+
+    @pytest.mark.asyncio
+    async def test_aiohttp_setup_response_to_a_request_never_seen(self) -> None:
+        """aiohttp, ``setup(propagator=...)``: a response made before the request-id
+        middleware ran (an outer middleware answering itself) gets neither header."""
+        context: Context[str, Any] = Context(name="request")
+        propagator = Propagator({context: ["request_id"]}, codec=Baggage())
+
+        @web.middleware
+        async def short_circuit(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return web.Response(text="short")
+
+        app = web.Application()
+        aiocontext.aiohttp.setup(app, context, propagator=propagator)
+        app.middlewares.insert(0, short_circuit)
+        headers = {"baggage": "request_id=r-9"}
+        async with serving_aiohttp(app) as address, aiohttp.ClientSession() as session:
+            async with session.get(f"http://{address}/", headers=headers) as response:
+                answer = (response.status, await response.text(), response.headers.copy())
+        assert (200, "short") == answer[:2]
+        assert ("X-Request-ID" in answer[2], "baggage" in answer[2]) == (False, False)
+
+    @pytest.mark.asyncio
+    async def test_asgi_propagator_without_response_header(self) -> None:
+        """ASGI, a propagator and ``response_header=False``: the request's data comes from
+        the baggage, the application's messages go out unchanged."""
+        request: Context[str, Any] = Context(name="request")
+        propagator = Propagator({request: ["request_id"]}, codec=Baggage())
+        seen: dict[str, Any] = {}
+        start: Message = {"type": "http.response.start", "status": 200, "headers": []}
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            seen.update(request)
+            await send(start)
+
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async def receive() -> Message:
+            return {"type": "http.request"}
+
+        middleware = RequestIdMiddleware(app, request, propagator=propagator, response_header=False)
+        scope = {"type": "http", "headers": [(b"baggage", b"request_id=r-9")]}
+        await middleware(scope, receive, send)
+        assert {"request_id": "r-9"} == seen
+        assert [start] == sent
+        assert [] == sent[0]["headers"]
 
     @pytest.mark.asyncio
     async def test_asgi_other_contexts_and_the_apps_own_headers(self) -> None:

@@ -7,8 +7,8 @@ the server on 127.0.0.1, checks the ids it gives, then measures:
 - the server's instructions per request under ``valgrind --tool=callgrind``: one server
   process serves a warm-up, then N requests with no id (the server generates it), then N
   with one sent, on one keep-alive connection, callgrind's counts dumped between the
-  phases (``callgrind_control --dump``) and divided by N: the stable figure (uvicorn's
-  10 Hz tick included);
+  phases (``vgdb ... dump``) and divided by N: the stable figure (uvicorn
+  without its 10 Hz tick, whose work would grow with the machine's load);
 - req/s under ``wrk -t1 -cC`` keep-alive (the in-repo client when wrk is missing), every
   variant of a stack once per round, the order rotating, as a median ratio to bare;
 - the server's RSS growth over 20,000 requests after 20,000 of warm-up.
@@ -117,8 +117,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _instructions(stack: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
+    """``instructions()``, tried a second time if the server under valgrind drops the
+    connection."""
+    try:
+        return instructions(stack, variant, args.n, args.warmup)
+    except ConnectionError as error:
+        print(f"    {variant}: {error!r} under valgrind, once more", file=sys.stderr)
+        return instructions(stack, variant, args.n, args.warmup)
+
+
 def _count(stack: str, variants: list[str], args: argparse.Namespace, out: dict[str, Any]) -> None:
-    per = {v: instructions(stack, v, args.n, args.warmup) for v in variants}
+    per = {v: _instructions(stack, v, args) for v in variants}
     out["instructions"] = per
     bare = per.get("bare")
     print("  instructions per request, thousands (over bare): id generated | id sent")

@@ -44,11 +44,23 @@ def _serve_aiohttp(variant: str, fd: int) -> None:
 def _serve_uvicorn(variant: str, fd: int, loop: str, http: str) -> None:
     import uvicorn
 
-    server: uvicorn.Server | None = None
+    class Server(uvicorn.Server):
+        """uvicorn's server without its 10 Hz main-loop tick, which would put work that grows
+        with wall-clock time (so with the machine's load) into the counted requests: it
+        ticks once (the ``date`` header) and waits for ``GET /stop``."""
+
+        stopped: asyncio.Event | None = None
+
+        async def main_loop(self) -> None:
+            self.stopped = asyncio.Event()
+            await self.on_tick(0)
+            await self.stopped.wait()
+
+    server: Server | None = None
 
     def stop() -> None:
-        assert server is not None
-        server.should_exit = True
+        assert server is not None and server.stopped is not None
+        server.stopped.set()
 
     config = uvicorn.Config(
         asgi_app(variant, stop),
@@ -58,7 +70,7 @@ def _serve_uvicorn(variant: str, fd: int, loop: str, http: str) -> None:
         access_log=False,
         log_level="warning",
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     # A socket object of the right family (uvicorn's fd= takes it for a Unix socket, so
     # asyncio would not set TCP_NODELAY and every response would wait for a delayed ACK).
     server.run(sockets=[socket.socket(fileno=fd)])

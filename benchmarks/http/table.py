@@ -1,8 +1,10 @@
-"""``python -m benchmarks.http.table AFTER.json [BEFORE.json]``: the Markdown tables of
-``docs/performance-http.md`` from the JSON files ``python -m benchmarks.http --json`` writes.
+"""``python -m benchmarks.http.table [--before BEFORE.json] AFTER.json...``: the Markdown
+tables of ``docs/performance-http.md`` from the JSON files ``python -m benchmarks.http
+--json`` writes.
 
-BEFORE may hold only some variants (say the ``aiocontext`` ones measured at an older commit):
-its figures are shown in brackets beside AFTER's.
+Several AFTER files (say one per stack) are merged, the figures of a later file for a stack
+added to the earlier ones. BEFORE may hold only some variants (say the ``aiocontext`` ones
+measured at an older commit): their cost over AFTER's bare is shown in brackets.
 """
 
 from __future__ import annotations
@@ -91,9 +93,18 @@ def memory_table(after: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """Print every table."""
-    after = _load(argv[0])
-    before = _load(argv[1]) if len(argv) > 1 else {}
-    print(after["header"], end="\n\n")
+    before: dict[str, Any] = {}
+    if argv[:1] == ["--before"]:
+        before, argv = _load(argv[1]), argv[2:]
+    after: dict[str, Any] = {}
+    headers: list[str] = []
+    for path in argv:
+        for stack, figures in _load(path).items():
+            if stack == "header":
+                headers.append(figures)
+            else:
+                after.setdefault(stack, {}).update(figures)
+    print("\n".join(headers), end="\n\n")
     for mode in ("generated", "sent"):
         print("\n".join(instructions_table(after, before, mode)), end="\n\n")
     print("\n".join(throughput_table(after)), end="\n\n")

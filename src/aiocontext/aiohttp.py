@@ -136,8 +136,9 @@ def request_id_middleware(
     the response and on any :class:`aiohttp.web.HTTPException` the handler raises (which is
     then re-raised).
 
-    :func:`setup` adds this middleware and also attaches the context and puts the header on
-    responses the middleware does not see: streamed ones (prepared inside the handler) and
+    :func:`setup` adds this middleware and also attaches the context, and leaves the header
+    to an ``on_response_prepare`` handler, which sets it once on every response, those the
+    middleware does not see included: streamed ones (prepared inside the handler) and
     aiohttp's own 500 pages for unhandled exceptions. Used alone, the middleware needs the
     context attached to the server's loop (``ctx.attach()`` in an ``on_startup`` handler,
     or a loop made by :func:`aiocontext.loop_factory`).

@@ -237,7 +237,7 @@ class RequestIdMiddleware:
             return
         headers = scope.get("headers", ())
         if self._propagator is not None:
-            await self._call_propagating(scope, receive, send, headers)
+            await self._call_propagating(self._propagator, scope, receive, send, headers)
             return
         request_id = self._incoming(headers)
         scope = self._with_state(scope, request_id)
@@ -247,11 +247,14 @@ class RequestIdMiddleware:
             await self._app(scope, receive, send)
 
     async def _call_propagating(
-        self, scope: Scope, receive: Receive, send: Send, headers: Iterable[tuple[bytes, bytes]]
+        self,
+        propagator: Propagator,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Iterable[tuple[bytes, bytes]],
     ) -> None:
         """``__call__`` with a propagator: its keys too, in every context it names."""
-        propagator = self._propagator
-        assert propagator is not None
         key = self._key
         others = propagator.extract(header_pairs(headers))
         own = others.pop(self._context, {})
