@@ -126,21 +126,24 @@ def _text(value: object) -> str | None:
 
 def _texts(value: object) -> list[str]:
     """The text of one header value, or of each in a list or tuple of values."""
+    if isinstance(value, str):  # the common case first
+        return [value]
     items = cast("Iterable[object]", value) if isinstance(value, list | tuple) else (value,)
     return [text for text in map(_text, items) if text is not None]
 
 
-def _multi_lookup(carrier: object) -> Callable[[str], Iterable[object]] | None:
-    """The carrier's own lookup of every value of one header, if it has one."""
-    getall: Callable[[str, list[object]], Iterable[object]] | None = getattr(
-        carrier, "getall", None
-    )
-    if callable(getall):  # aiohttp's multidicts
-        return lambda name: getall(name, [])
-    for method in ("get_list", "getlist"):  # httpx; Starlette and Werkzeug
+def _lookup(carrier: object, name: str) -> Iterable[object] | None:
+    """Every value of header ``name``, by the carrier's own multi-value lookup if it has one
+    (aiohttp's ``getall``, httpx's ``get_list``, Starlette's and Werkzeug's ``getlist``)."""
+    if type(carrier) is dict:  # the common plain carrier has none: no attribute lookups
+        return None
+    getall: Callable[[str, tuple[()]], Iterable[object]] | None = getattr(carrier, "getall", None)
+    if callable(getall):
+        return getall(name, ())
+    for method in ("get_list", "getlist"):
         lookup: Callable[[str], Iterable[object]] | None = getattr(carrier, method, None)
         if callable(lookup):
-            return lookup
+            return lookup(name)
     return None
 
 
@@ -158,13 +161,13 @@ def header_values(carrier: Carrier, name: str) -> list[str]:
         >>> header_values({"Baggage": "a=1", b"baggage": [b"b=2"], 7: "x"}, "baggage")
         ['a=1', 'b=2']
     """
-    lookup = _multi_lookup(carrier)
-    if lookup is not None:
-        return [text for value in lookup(name) for text in _texts(value)]
+    values = _lookup(carrier, name)
+    if values is not None:
+        return [text for value in values for text in _texts(value)]
     wanted = name.lower()
     found: list[str] = []
     for key, value in carrier.items():
-        text = _text(key)
+        text = key if isinstance(key, str) else _text(key)
         if text is not None and text.lower() == wanted:
             found.extend(_texts(value))
     return found
