@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import threading
 from collections.abc import MutableMapping
@@ -261,3 +262,29 @@ class TestCopyOnWrite:
         """The marker held where there is no data names its context."""
         ctx: Context[str, str] = Context(name="request", registry=ContextRegistry())
         assert f"<no data for {ctx!r}>" == repr(ctx.unbound)
+
+
+class TestViewOfAnotherTask:
+    @needs_312
+    @pytest.mark.asyncio
+    async def test_a_task_without_data_reads_as_empty_and_is_written_once(self) -> None:
+        """``data(task)`` of a suspended task that has no data reads as empty without
+        storing anything; ``in``, ``update`` and ``clear`` through the view are single
+        writes in that task."""
+        ctx: Context[str, int] = Context(registry=ContextRegistry()).attach()
+        release = asyncio.Event()
+
+        async def other() -> dict[str, int]:
+            await release.wait()
+            return dict(ctx)
+
+        task = asyncio.Task(other(), context=contextvars.Context())
+        await asyncio.sleep(0)
+        view = ctx.data(task)
+        empty = (dict(view), "a" in view)
+        view.update(a=1, b=2)
+        has = "a" in view
+        view.clear()
+        view["c"] = 3
+        release.set()
+        assert (({}, False), True, {"c": 3}) == (empty, has, await task)
