@@ -44,10 +44,6 @@ RATIOS: Final = [
 ]
 
 
-def _forwarding(loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> Any:
-    return asyncio.Task(coro, loop=loop, **kwargs)
-
-
 class _Forwarding:
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> Any:
         return asyncio.Task(coro, loop=loop, **kwargs)
@@ -74,6 +70,7 @@ def run(operation: str, n: int) -> None:  # noqa: C901, PLR0912 - one scenario p
     from aiocontext import ChainMap, Context, Copy, Share
 
     policies = {"Copy": Copy(), "Share": Share(), "ChainMap": ChainMap()}
+    loop: asyncio.AbstractEventLoop
     if operation.startswith("uvloop"):
         import uvloop
 
