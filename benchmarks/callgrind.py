@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import contextvars
 import os
 import re
@@ -103,6 +104,7 @@ def _keys(count: int) -> dict[str, int]:
 
 def run(operation: str, n: int) -> None:
     """Set up ``operation``'s scenario, then do it ``n`` times (what valgrind counts)."""
+    gc.disable()  # a full collection falling in one run and not the other is not the op's
     import aiocontext
     from aiocontext import ChainMap, Context, Copy, DeepCopy, Share
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import contextvars
 import os
 import re
@@ -44,10 +45,6 @@ RATIOS: Final = [
 ]
 
 
-def _forwarding(loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> Any:
-    return asyncio.Task(coro, loop=loop, **kwargs)
-
-
 class _Forwarding:
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> Any:
         return asyncio.Task(coro, loop=loop, **kwargs)
@@ -71,9 +68,11 @@ async def _chain(ctx: Any, generations: int) -> None:
 
 def run(operation: str, n: int) -> None:  # noqa: C901, PLR0912 - one scenario per operation
     """Set up ``operation``'s scenario, then do it ``n`` times (what valgrind counts)."""
+    gc.disable()  # a full collection falling in one run and not the other is not the op's
     from aiocontext import ChainMap, Context, Copy, Share
 
     policies = {"Copy": Copy(), "Share": Share(), "ChainMap": ChainMap()}
+    loop: asyncio.AbstractEventLoop
     if operation.startswith("uvloop"):
         import uvloop
 

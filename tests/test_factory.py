@@ -768,3 +768,74 @@ class TestAsyncioAPIs:
         for t in threads:
             t.join()
         assert {"one": {"thread": "one"}, "two": {"thread": "two"}} == results
+
+
+class TestGivenContext:
+    """``create_task(coro, context=...)``: the child's data is put in the given context."""
+
+    @pytest.mark.asyncio
+    async def test_a_deep_copy_goes_into_the_given_context(self) -> None:
+        """Under ``DeepCopy()`` the child of an explicit context gets a deep copy of that
+        context's data."""
+        ctx: Context[str, Any] = Context(DeepCopy(), registry=ContextRegistry()).attach()
+        ctx["tags"] = ["a"]
+        given = contextvars.copy_context()
+
+        async def child() -> list[str]:
+            ctx["tags"].append("child")
+            return list(ctx["tags"])
+
+        assert ["a", "child"] == await asyncio.create_task(child(), context=given)
+        assert ["a"] == ctx["tags"]
+
+    @needs_312
+    @pytest.mark.asyncio
+    async def test_the_creators_own_running_context_is_shared(self) -> None:
+        """Given the creator's own (entered) context, the child shares it, data included:
+        nothing can be put in place."""
+        ctx: Context[str, Any] = Context(DeepCopy(), registry=ContextRegistry()).attach()
+        ctx["k"] = "parent"
+        task = asyncio.current_task()
+        assert task is not None
+
+        async def child() -> None:
+            ctx["k"] = "child"
+
+        await asyncio.create_task(child(), context=task.get_context())
+        assert "child" == ctx["k"]
+
+    @pytest.mark.asyncio
+    async def test_a_failing_inner_factory_leaves_the_given_context_as_it_was(self) -> None:
+        """If the inner factory raises, what was put in the given context is taken out."""
+        loop = asyncio.get_running_loop()
+        with restoring_task_factory(loop):
+
+            def failing(loop: asyncio.AbstractEventLoop, coro: CoroutineLike, **kw: Any) -> Any:
+                coro.close()
+                raise LookupError("inner failed")
+
+            loop.set_task_factory(failing)
+            ctx: Context[str, Any] = Context(DeepCopy(), registry=ContextRegistry()).attach()
+            ctx["k"] = ["v"]
+            given = contextvars.copy_context()
+            before = given[ctx._var]  # pyright: ignore[reportPrivateUsage]
+            with pytest.raises(LookupError, match="inner failed"):
+                loop.create_task(nothing(), context=given)
+            assert before is given[ctx._var]  # pyright: ignore[reportPrivateUsage]
+
+
+class TestCustomPolicyRoots:
+    @pytest.mark.asyncio
+    async def test_a_creator_without_data_adopts_its_root(self) -> None:
+        """Rule 3 under a custom policy: a task that spawns before touching the context gets
+        its root then, and the child inherits from it."""
+        ctx: Context[str, Any] = Context(Generations(), registry=ContextRegistry()).attach()
+
+        async def child() -> int:
+            return int(ctx["generation"])
+
+        async def parent() -> tuple[int, int]:
+            spawned = asyncio.create_task(child())
+            return ctx["generation"], await spawned
+
+        assert (0, 1) == await asyncio.Task(parent(), context=contextvars.Context())

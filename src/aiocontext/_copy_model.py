@@ -72,9 +72,6 @@ class CopyModel(DataModel):
         self.var.set(data)
         return result
 
-    def own(self) -> Mapping[Any, Any]:
-        return self.current()  # type: ignore[no-any-return]
-
     def view(self) -> MutableMapping[Any, Any]:
         self.current()  # raises now if there is no data here
         return CopyView(self, current_task())

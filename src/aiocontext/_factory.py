@@ -317,8 +317,16 @@ class TaskFactoryWrapper:
         """
         plan = self._plan
         given = kwargs.get("context") if kwargs else None  # uvloop passes context=None
-        if given is None and plan.direct and _nothing_to_do(plan.fast, loop):
-            task: Any = self._create(loop, coro, kwargs)
+        if given is None and plan.direct and (not plan.fast or _nothing_to_do(plan.fast, loop)):
+            # The common case: nothing to add, the task is made at once (inlined: it is the
+            # hot path).
+            inner: Any = self._inner
+            if inner is None:
+                task: Any = _Task(coro, loop=loop, **kwargs) if kwargs else _Task(coro, loop=loop)
+            elif not kwargs:
+                task = inner(loop, coro)
+            else:
+                task = self._create(loop, coro, kwargs)
         else:
             task = self._spawn(plan, loop, coro, kwargs, given)
         if task._source_traceback:

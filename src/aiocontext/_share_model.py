@@ -60,9 +60,6 @@ class ShareModel(DataModel):
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         return change(self.current())
 
-    def own(self) -> Mapping[Any, Any]:
-        return self.current()  # type: ignore[no-any-return]
-
     def view(self) -> MutableMapping[Any, Any]:
         return self.current()  # type: ignore[no-any-return]
 
