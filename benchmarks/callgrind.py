@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import contextvars
+import gc
 import os
 import re
 import subprocess

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import contextvars
+import gc
 import os
 import re
 import subprocess
@@ -66,7 +66,7 @@ async def _chain(ctx: Any, generations: int) -> None:
     await done
 
 
-def run(operation: str, n: int) -> None:  # noqa: C901, PLR0912 - one scenario per operation
+def run(operation: str, n: int) -> None:
     """Set up ``operation``'s scenario, then do it ``n`` times (what valgrind counts)."""
     gc.disable()  # a full collection falling in one run and not the other is not the op's
     from aiocontext import ChainMap, Context, Copy, Share

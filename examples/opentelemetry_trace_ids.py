@@ -24,6 +24,7 @@ import asyncio
 import logging
 import sys
 import warnings
+from typing import ClassVar
 
 import aiohttp
 from aiohttp import web
@@ -46,7 +47,7 @@ exporter = InMemorySpanExporter()  # a real service would export to its collecto
 class Lines(logging.Handler):
     """Prints each line and keeps (request id, trace id, message), for --self-test."""
 
-    lines: list[tuple[str, str, str]] = []
+    lines: ClassVar[list[tuple[str, str, str]]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         print(self.format(record))

@@ -20,7 +20,7 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import sentry_sdk
@@ -57,7 +57,7 @@ def make_app() -> ASGIApp:
 class Kept(Transport):
     """A transport keeping events in memory instead of sending them (for --self-test)."""
 
-    events: list[dict[str, Any]] = []
+    events: ClassVar[list[dict[str, Any]]] = []
 
     def capture_envelope(self, envelope: Envelope) -> None:
         event = envelope.get_event()
@@ -71,7 +71,7 @@ async def self_test() -> bool:
     config = uvicorn.Config(make_app(), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.01)
     url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/checkout"
     async with httpx.AsyncClient() as client:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, assert_type
 
 import pytest
-from conftest import CoroutineLike
 from helpers import Generations, needs_312, restoring_task_factory
 
 from aiocontext import (
@@ -31,6 +30,7 @@ from aiocontext import (
     TaskFactoryError,
     TaskFactoryWrapper,
 )
+from conftest import CoroutineLike
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 

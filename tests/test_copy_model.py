@@ -40,7 +40,7 @@ class TestCopyView:
                 try:
                     view[f"w{i}"] = i
                 except TaskContextError as error:
-                    outcomes.append("call_soon_threadsafe" in str(error) and "refused" or "?")
+                    outcomes.append(("call_soon_threadsafe" in str(error) and "refused") or "?")
             stop.set()
 
         thread = threading.Thread(target=worker)

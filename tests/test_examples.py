@@ -113,6 +113,8 @@ def test_loguru_request_id() -> None:
     for n in range(1, 6):
         assert f"[order-{n}] order {n}: charged (in a thread)" in lines
         assert f"self-test: order {n}: 3 lines: OK" in lines
+
+
 def test_grpc_request_id() -> None:
     """``grpc_request_id.py``: each call's id and tenant (sent by the client interceptors in
     baggage) is what the unary and streaming handlers and their sub-tasks saw; a plain call

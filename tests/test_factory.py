@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import CoroutineLike, skip_if_eager_factory_broken
 from helpers import Generations, LoopFactory, needs_312, nothing, restoring_task_factory, run
 
 from aiocontext import (
@@ -32,6 +31,7 @@ from aiocontext import (
     TaskFactoryWrapper,
 )
 from aiocontext._factory import SpawnPlan
+from conftest import CoroutineLike, skip_if_eager_factory_broken
 
 
 @attrs.frozen

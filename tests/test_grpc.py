@@ -437,7 +437,8 @@ class TestServerInterceptor:
         wrapped = await ServerInterceptor(ctx).intercept_service(
             finding(handler), details(("x-request-id", "r-1"))
         )
-        assert wrapped is not None and wrapped.unary_unary is not None
+        assert wrapped is not None
+        assert wrapped.unary_unary is not None
         with pytest.raises(LookupError, match="boom"):
             await wrapped.unary_unary(b"", NO_CONTEXT)
         assert {"outer": "kept"} == dict(ctx)
@@ -487,7 +488,8 @@ class TestServerInterceptor:
         wrapped = await ServerInterceptor(ctx, key="rid").intercept_service(
             finding(handler), details(("x-request-id", "r-9"))
         )
-        assert wrapped is not None and wrapped.unary_stream is not None
+        assert wrapped is not None
+        assert wrapped.unary_stream is not None
         stream = wrapped.unary_stream(b"", NO_CONTEXT)
         first = json.loads(next(stream))
         second = json.loads(await asyncio.to_thread(next, stream))
@@ -509,7 +511,8 @@ class TestServerInterceptor:
         wrapped = await ServerInterceptor(ctx).intercept_service(
             finding(handler), details(("x-request-id", "r-5"))
         )
-        assert wrapped is not None and wrapped.unary_stream is not None
+        assert wrapped is not None
+        assert wrapped.unary_stream is not None
         assert [b"r-5", b"r-5"] == list(wrapped.unary_stream(b"", NO_CONTEXT))
 
     @pytest.mark.asyncio
@@ -532,7 +535,8 @@ class TestServerInterceptor:
         wrapped = await ServerInterceptor(ctx).intercept_service(
             finding(handler), details((b"x-request-id", "r-1"), ("x-request-id", 7))
         )
-        assert wrapped is not None and wrapped.unary_unary is not None
+        assert wrapped is not None
+        assert wrapped.unary_unary is not None
         assert is_uuid4(wrapped.unary_unary(b"", NO_CONTEXT).decode())
 
     def test_bad_arguments_raise(self) -> None:

@@ -19,6 +19,7 @@ the server on 127.0.0.1, checks the ids it gives, then measures:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -79,10 +80,8 @@ def _header() -> str:
     versions: list[str] = []
     for dist in ("aiocontext", "aiohttp", "uvicorn", "starlette", "uvloop", "httptools", "h11",
                  "asgi-correlation-id", "starlette-context"):  # fmt: skip
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions.append(f"{dist} {importlib.metadata.version(dist)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"CPython {platform.python_version()}, {os.cpu_count()} CPUs, load average {load}\n"

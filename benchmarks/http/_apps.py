@@ -102,12 +102,12 @@ def asgi_app(variant: str, stop: Stop) -> Any:
 
         context: Context[str, str] = Context(name="request")
         middleware.append(Middleware(RequestIdMiddleware, context=context))
-        read = lambda: context["request_id"]
+        read = lambda: context["request_id"]  # noqa: E731 - one expression per variant
     elif variant == "asgi-correlation-id":
         from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 
         middleware.append(Middleware(CorrelationIdMiddleware))
-        read = lambda: correlation_id.get() or ""
+        read = lambda: correlation_id.get() or ""  # noqa: E731 - one expression per variant
     elif variant == "starlette-context":
         from starlette_context import context as sc_context
         from starlette_context import plugins
@@ -145,7 +145,7 @@ def aiohttp_app(variant: str, stop: Stop) -> Any:
 
         context: Context[str, str] = Context(name="request")
         aiocontext.aiohttp.setup(app, context)
-        read = lambda: context["request_id"]
+        read = lambda: context["request_id"]  # noqa: E731 - one expression per variant
     elif variant == "hand-written":
         app.middlewares.append(_make_hand_written_aiohttp())
     elif variant != "bare":

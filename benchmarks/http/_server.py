@@ -59,7 +59,8 @@ def _serve_uvicorn(variant: str, fd: int, loop: str, http: str) -> None:
     server: Server | None = None
 
     def stop() -> None:
-        assert server is not None and server.stopped is not None
+        assert server is not None
+        assert server.stopped is not None
         server.stopped.set()
 
     config = uvicorn.Config(

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, overload
 import attrs
 from typing_extensions import Self, TypeVar
 
+from . import _factory as _factory_module
+from . import _registry as _registry_module
 from ._checks import (
     ContextHandle,
     check_context,
@@ -33,8 +35,6 @@ from ._checks import (
 from ._copy_model import task_context as _task_context
 from ._data import Unbound, current_task
 from ._errors import EventLoopError, TaskContextError, TaskFactoryError
-from . import _factory as _factory_module
-from . import _registry as _registry_module
 from ._factory import TaskFactoryWrapper
 from ._key import MISSING, Key
 from ._loops import ATTACH_LOCK, check_loop

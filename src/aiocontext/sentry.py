@@ -115,7 +115,7 @@ class SentryTags:
         self._fields = _tag_pairs(fields)
 
     def __repr__(self) -> str:
-        shown = {key: name for key, name in self._fields}
+        shown = dict(self._fields)
         return f"SentryTags({self._context!r}, {shown!r})"
 
     @property

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import assert_type
+
 import grpc.aio
-from typing_extensions import assert_type
 
 from aiocontext import Context, Key
 from aiocontext.grpc import ServerInterceptor, client_interceptors

@@ -3,11 +3,10 @@ providers and carriers of bytes (never run)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_type
 
 from loguru import logger
 from opentelemetry import context as otel_context
-from typing_extensions import assert_type
 
 from aiocontext import Context, Key
 from aiocontext.logging import ContextFilter, FieldProvider, StructlogProcessor, structlog_processor
