@@ -201,3 +201,12 @@ class TestUnboundIsReadOnly:
             write(ctx.unbound)
         with pytest.raises(EventLoopError):
             ctx["user"]
+
+
+class TestOwnedMembership:
+    @pytest.mark.asyncio
+    async def test_in_reads_the_running_tasks_own_mapping(self) -> None:
+        """``key in ctx`` under a custom policy looks in the running task's own mapping."""
+        ctx: Context[str, int] = Context(Copying(), registry=ContextRegistry()).attach()
+        ctx["a"] = 1
+        assert (True, False) == ("a" in ctx, "b" in ctx)

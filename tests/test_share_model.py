@@ -4,6 +4,7 @@ of a task tree."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncGenerator
 
 import pytest
@@ -61,3 +62,22 @@ class TestSharedBinds:
         assert "gen" == await agen.__anext__()
         await asyncio.create_task(agen.aclose())
         assert {} == dict(ctx)
+
+
+class TestDataOfAnotherTask:
+    @pytest.mark.skipif(sys.version_info < (3, 12), reason="Task.get_context() is 3.12+")
+    @pytest.mark.asyncio
+    async def test_another_tasks_data_is_the_shared_mapping(self) -> None:
+        """``data(task)`` under ``Share()`` is the tree's one mapping."""
+        ctx: Context[str, str] = Context(Share(), registry=ContextRegistry()).attach()
+        ctx["k"] = "v"
+        release = asyncio.Event()
+
+        async def child() -> None:
+            await release.wait()
+
+        task = asyncio.create_task(child())
+        shared = ctx.data(task)
+        release.set()
+        await task
+        assert shared is ctx.data()
