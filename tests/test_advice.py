@@ -132,8 +132,10 @@ class TestNotAttached:
 
     @pytest.mark.parametrize("uvloop", [False, True])
     def test_in_a_pytest_asyncio_test(self, uvloop: bool) -> None:
-        """In a pytest-asyncio test: the plugin's fixture, or the loop-factories hook."""
+        """In a pytest-asyncio test: attaching as anywhere, and also the plugin's fixture or
+        the loop-factories hook."""
         advice = not_attached(situation(uvloop=uvloop, pytest_asyncio=True), "request")
+        assert advice.startswith("attach it before creating tasks: request.attach()")
         assert "`aiocontext` fixture" in advice
         assert "aiocontext_contexts" in advice
         base = ", base=uvloop.new_event_loop" if uvloop else ""
@@ -153,3 +155,38 @@ class TestInstallUvloop:
         assert "uvloop does not run on Windows: use the stdlib loop (--loop asyncio)" == (
             install_uvloop("win32")
         )
+
+
+class TestErrorsCarryTheAdvice:
+    """The errors a context raises end with the advice for where the code runs."""
+
+    def test_plain_thread_is_told_how_to_carry_data(self) -> None:
+        """Reading a context in a plain thread names to_thread, the executors and restore()."""
+        from aiocontext import Context, ContextRegistry, EventLoopError
+
+        ctx: Context[str, str] = Context(registry=ContextRegistry())
+        messages: list[str] = []
+
+        def read() -> None:
+            try:
+                ctx["k"]
+            except EventLoopError as error:
+                messages.append(str(error))
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+        assert 1 == len(messages)
+        assert no_loop(situation(plain_thread=True)) in messages[0]
+
+    @pytest.mark.asyncio
+    async def test_unattached_loop_in_a_test_names_the_fixture(self) -> None:
+        """On a running loop the context is not attached to, inside a pytest-asyncio test,
+        the error names the `aiocontext` fixture and the loop-factories hook."""
+        from aiocontext import Context, ContextRegistry, TaskContextError
+
+        ctx: Context[str, str] = Context(registry=ContextRegistry())
+        with pytest.raises(TaskContextError) as raised:
+            ctx["k"]
+        assert not_attached(Situation.here()) in str(raised.value)
+        assert "`aiocontext` fixture" in str(raised.value)

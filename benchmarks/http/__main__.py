@@ -52,7 +52,10 @@ def _variants(stack: str, chosen: list[str]) -> list[str]:
             continue
         module = _MODULES.get(name)
         if module is not None and importlib.util.find_spec(module) is None:
-            print(f"  {name}: not installed (pip install -e . --group bench), skipped", file=sys.stderr)
+            print(
+                f"  {name}: not installed (pip install -e . --group bench), skipped",
+                file=sys.stderr,
+            )
             continue
         out.append(name)
     return out

@@ -122,21 +122,22 @@ def not_attached(situation: Situation, ctx: str = "ctx") -> str:
         ctx: how the context is spelled in the advice.
 
     Returns:
-        In a pytest-asyncio test, the plugin's fixture and the loop-factories hook; else
-        attaching in ``main()`` or making the loop with ``loop_factory``.
+        Attaching in ``main()`` or making the loop with ``loop_factory``; in a pytest-asyncio
+        test, also the plugin's fixture and the loop-factories hook.
     """
+    advice = (
+        f"attach it before creating tasks: {ctx}.attach() first thing in main(), or "
+        f"{run_with(situation, ctx)}"
+    )
     if situation.pytest_asyncio:
         base = ", base=uvloop.new_event_loop" if situation.uvloop else ""
-        return (
-            "in a pytest-asyncio test, request the `aiocontext` fixture (name the context in "
+        advice += (
+            "; in a pytest-asyncio test, request the `aiocontext` fixture (name the context in "
             "the aiocontext_contexts option or fixture), or attach it to every test's loop "
             "with a pytest_asyncio_loop_factories(config, item) hook in conftest.py returning "
             f'{{"asyncio": aiocontext.loop_factory({ctx}{base})}}'
         )
-    return (
-        f"attach it before creating tasks: {ctx}.attach() first thing in main(), or "
-        f"{run_with(situation, ctx)}"
-    )
+    return advice
 
 
 def install_uvloop(platform: str = sys.platform) -> str:

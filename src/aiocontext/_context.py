@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, NoReturn, Self, SupportsIndex, overload
 
 import attrs
-from typing_extensions import Self, TypeVar
+from typing_extensions import TypeVar
 
 from . import _factory as _factory_module
 from . import _registry as _registry_module
+from ._advice import Situation, no_loop, not_attached
 from ._checks import (
     ContextHandle,
     check_context,
@@ -157,9 +158,8 @@ class Context(ContextHandle, MutableMapping[K, V]):
         loop = _get_running_loop()
         if loop is None:
             raise EventLoopError(
-                f"{self!r} has no data here: no event loop is running in this thread. Use it "
-                "from a task on a loop it is attached to, e.g. "
-                "asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
+                f"{self!r} has no data here: no event loop is running in this thread: "
+                f"{no_loop(Situation.here())}"
             )
         self._check_served(loop)
         data = self._model.root(current_task())
@@ -184,8 +184,7 @@ class Context(ContextHandle, MutableMapping[K, V]):
             )
         raise TaskContextError(
             f"{self!r} is not attached to the running loop {loop!r}, so this task has no "
-            "data: attach it before creating tasks, e.g. ctx.attach() at the start of main() "
-            "or asyncio.run(main(), loop_factory=aiocontext.loop_factory(ctx))"
+            f"data: {not_attached(Situation.here(loop))}"
         )
 
     def __repr__(self) -> str:

@@ -147,7 +147,7 @@ class Unbound(dict[Any, Any]):
     def __len__(self) -> int:
         return len(self.resolve())
 
-    def get(self, key: Any, default: Any = None, /) -> Any:  # noqa: D102 - dict.get
+    def get(self, key: Any, default: Any = None, /) -> Any:
         return self.resolve().get(key, default)
 
     def _refuse(self) -> NoReturn:

@@ -25,8 +25,13 @@ class EventLoopError(AioContextError, RuntimeError):
     the thread, when ``attach()``/``detach()`` are called without a loop outside a running
     loop, and when a context is attached to a closed loop.
 
-    Fix: run the code inside a task (``asyncio.run(main(), loop_factory=loop_factory(ctx))``)
-    or pass the loop explicitly (``ctx.attach(loop)``).
+    Fix: run the code inside a task on a loop the context is attached to:
+    ``asyncio.run(main(), loop_factory=loop_factory(ctx))`` on Python 3.12+,
+    ``asyncio.Runner(loop_factory=loop_factory(ctx))`` on 3.11, with
+    ``base=uvloop.new_event_loop`` to keep uvloop. In a worker thread, carry the caller's data
+    in with ``asyncio.to_thread``, ``aiocontext.executors`` or ``ctx.restore(snapshot)``. For
+    ``attach()``/``detach()``, pass the loop explicitly (``ctx.attach(loop)``). The message
+    names the fix that fits where the code runs.
     """
 
 
@@ -37,7 +42,9 @@ class TaskContextError(AioContextError, RuntimeError):
     attached, or detached before the task was created).
 
     Fix: attach the context to the loop before creating tasks, for example
-    ``ctx.attach()`` at the start of ``main()`` or ``loop_factory(ctx)``.
+    ``ctx.attach()`` at the start of ``main()`` or ``loop_factory(ctx)``; in a pytest-asyncio
+    test, request the ``aiocontext`` fixture or return ``loop_factory(ctx)`` from a
+    ``pytest_asyncio_loop_factories`` hook. The message names the fix that fits.
     """
 
 

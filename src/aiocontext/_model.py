@@ -100,7 +100,7 @@ class DataModel(abc.ABC):
     def holding(self, values: Mapping[Any, Any]) -> Any:
         """The variable's value for ``restore(values)`` in the running code: a private copy."""
 
-    def spawn(self, parent: Any, spawn: Spawn) -> None:
+    def spawn(self, parent: Any, spawn: Spawn) -> None:  # noqa: B027 - a hook, empty by default
         """Add to ``spawn`` what a child of code whose value is ``parent`` needs."""
 
     # -- writing -------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class Layers(collections.ChainMap[_K, _V]):
                 return value  # type: ignore[no-any-return]
         return self.__missing__(key)
 
-    def get(self, key: _K, default: Any = None) -> Any:  # noqa: D102 - same as ChainMap.get
+    def get(self, key: _K, default: Any = None) -> Any:
         for mapping in self.maps:
             value = mapping.get(key, _NOTHING)
             if value is not _NOTHING:

@@ -97,7 +97,7 @@ class Restoring(Generic[K, V]):
     ) -> None:
         token, self._token = self._token, None
         if token is not None:
-            try:
+            try:  # noqa: SIM105 - on the per-request path: no suppress() object
                 self._context._var.reset(token)
             except ValueError:
                 pass  # left in another contextvars context: nothing of ours is there
