@@ -195,18 +195,7 @@ class Run:
         return operations
 
 
-# Until the attach/detach race (issue 14, item 6) is fixed in the core: the registry is
-# updated before the wrapper is refreshed, so code reading a context attached or detached
-# from another thread at that moment gets a false TaskFactoryError. Remove the mark with
-# that fix (not strict: the race shows in most runs, not all).
-RACE: Final = pytest.mark.xfail(
-    reason="false TaskFactoryError while another thread attaches/detaches (issue 14, item 6)",
-    raises=AssertionError,
-    strict=False,
-)
-
-
-@pytest.fixture(params=[False, pytest.param(True, marks=RACE)], ids=["untouched", "touched"])
+@pytest.fixture(params=[False, True], ids=["untouched", "touched"])
 def run(request: pytest.FixtureRequest) -> Iterator[Run]:
     """A stress run (whose requests use the churned contexts too, or not); its pools are
     shut down afterwards."""
