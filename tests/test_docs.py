@@ -7,6 +7,8 @@ namespace. Fragments that cannot run alone are shown with ```{code-block} python
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,22 @@ def test_the_docs_have_examples() -> None:
     assert 12 <= len(BLOCKS)
 
 
+@pytest.fixture
+def loguru_restored() -> Iterator[None]:
+    """A block that configures loguru's one global logger (as its recipe does) leaves it as
+    loguru starts: one stderr sink, no patcher in effect (a no-op one: loguru has no public
+    way to remove a patcher). The sinks a block added, and their threads, are gone."""
+    yield
+    if "loguru" in sys.modules:
+        from loguru import logger
+
+        logger.remove()
+        logger.configure(patcher=lambda record: None)
+        logger.add(sys.stderr)
+
+
 @pytest.mark.parametrize(("page", "source"), BLOCKS)
+@pytest.mark.usefixtures("loguru_restored")
 def test_docs_block_runs(page: Path, source: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Each ```python block of a page runs without error."""
     exec(compile(source, str(page), "exec"), {"__name__": "__docs__"})
