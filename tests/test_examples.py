@@ -6,10 +6,13 @@ One test function per example; each runs the example in a subprocess with a time
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 TIMEOUT = 120
@@ -115,6 +118,10 @@ def test_loguru_request_id() -> None:
         assert f"self-test: order {n}: 3 lines: OK" in lines
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("grpc") is None,
+    reason="grpcio is not installed (it has no wheel for free-threaded CPython)",
+)
 def test_grpc_request_id() -> None:
     """``grpc_request_id.py``: each call's id and tenant (sent by the client interceptors in
     baggage) is what the unary and streaming handlers and their sub-tasks saw; a plain call
