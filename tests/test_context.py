@@ -561,7 +561,7 @@ class TestData:
         await task
 
     @pytest.mark.asyncio
-    @pytest.mark.parametrize("not_a_task", [object(), "task", 0], ids=repr)
+    @pytest.mark.parametrize("not_a_task", [object(), "task", 0], ids=["object()", "str", "int"])
     async def test_data_of_non_task_raises_type_error(self, not_a_task: object) -> None:
         """``data(x)`` with something that is not an asyncio task raises TypeError."""
         ctx: Context[str, Any] = Context(registry=ContextRegistry()).attach()

@@ -708,7 +708,7 @@ class TestFieldProvider:
             ([object()], "must hold FieldProvider objects"),
             ([Counter(names="calls")], "must be a tuple of field names"),
         ],
-        ids=repr,
+        ids=["a provider, not a list", "None", "an object in the list", "names not a tuple"],
     )
     def test_bad_providers_raise_type_error(self, providers: Any, message: str) -> None:
         """Providers are checked when the filter is made."""
