@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from servers import aiohttp_serving
 
 from aiocontext import ChainMap, Context, ContextRegistry, Copy, DeepCopy, Key, Share
 from aiocontext.aiohttp import HEADER, KEY, get_request_id, request_id_middleware, setup
@@ -127,20 +128,6 @@ class Service:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncGenerator[str]:
-    """Serve ``app`` on 127.0.0.1 on a free port; yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
 async def client(**connector_options: Any) -> AsyncGenerator[aiohttp.ClientSession]:
     """A client session with a timeout on every request."""
     connector = aiohttp.TCPConnector(**connector_options)
@@ -177,7 +164,7 @@ class TestSetup:
         log.addHandler(records)
         service = Service(ctx, log, parties=CONCURRENT)
         setup(service.app, ctx)
-        async with serving(service.app) as url, client(limit=CONCURRENT) as session:
+        async with aiohttp_serving(service.app) as url, client(limit=CONCURRENT) as session:
             results = await asyncio.gather(
                 *(get(session, f"{url}/fanout", {HEADER: f"req-{n}"}) for n in range(CONCURRENT))
             )
@@ -206,7 +193,7 @@ class TestSetup:
         ctx = new_context()
         service = Service(ctx, log)
         setup(service.app, ctx)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             results = [await get(session, f"{url}/fanout") for _ in range(3)]
         headers = [header for _, header, _ in results]
         assert all(header is not None and is_uuid4(header) for header in headers)
@@ -234,7 +221,7 @@ class TestSetup:
         ctx = new_context()
         service = Service(ctx, log)
         setup(service.app, ctx)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             status, header, seen = await get(session, f"{url}/fanout", {HEADER: value})
         assert 200 == status
         assert header is not None
@@ -247,7 +234,7 @@ class TestSetup:
         ctx = new_context()
         service = Service(ctx, log)
         setup(service.app, ctx)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             _, header, _ = await get(session, f"{url}/fanout", [(HEADER, "a"), (HEADER, "b")])
         assert header is not None
         assert is_uuid4(header)
@@ -260,7 +247,7 @@ class TestSetup:
         setup(service.app, ctx)
         value = "a" + "0123456789abcdef._:+=/-"[::-1] * 5 + "x" * 12
         assert 128 == len(value)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             _, header, seen = await get(session, f"{url}/fanout", {HEADER: value})
         assert (value, value) == (header, seen["handler"])
 
@@ -274,7 +261,7 @@ class TestSetup:
         service = Service(ctx, log)
         setup(service.app, ctx)
         headers = [{HEADER: "first"}, {HEADER: "second"}, None, {HEADER: "bad id"}, {HEADER: "x"}]
-        async with serving(service.app) as url, client(limit=1) as session:
+        async with aiohttp_serving(service.app) as url, client(limit=1) as session:
             results = [await get(session, f"{url}/data", header) for header in headers]
         ports = {body["client_port"] for _, _, body in results}
         assert 1 == len(ports)  # one connection
@@ -293,7 +280,7 @@ class TestSetup:
         ctx = new_context()
         service = Service(ctx, log)
         setup(service.app, ctx)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             not_found = await get(session, f"{url}/not-found", {HEADER: "lost"})
             redirect = await get(session, f"{url}/redirect", {HEADER: "moved"})
         assert (404, "lost", "lost") == not_found
@@ -307,7 +294,7 @@ class TestSetup:
         ctx = new_context()
         service = Service(ctx, log)
         setup(service.app, ctx)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             status, header, _ = await get(session, f"{url}/boom", {HEADER: "bug-1"})
         assert (500, "bug-1") == (status, header)
 
@@ -317,7 +304,7 @@ class TestSetup:
         ctx = new_context()
         service = Service(ctx, log)
         setup(service.app, ctx)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             status, header, body = await get(session, f"{url}/stream", {HEADER: "s-1"})
         assert (200, "s-1", "s-1") == (status, header, body)
 
@@ -328,7 +315,7 @@ class TestSetup:
         ctx = new_context()
         service = Service(ctx, log)
         setup(service.app, ctx, response_header=False)
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             ok = await get(session, f"{url}/fanout", {HEADER: "quiet"})
             not_found = await get(session, f"{url}/not-found", {HEADER: "quiet"})
             boom = await get(session, f"{url}/boom", {HEADER: "quiet"})
@@ -347,7 +334,7 @@ class TestSetup:
 
         app.router.add_get("/", handler)
         setup(app, ctx, header="X-Trace-ID", key=TRACE_ID)
-        async with serving(app) as url, client() as session:
+        async with aiohttp_serving(app) as url, client() as session:
             async with session.get(url, headers={"X-Trace-ID": "t-1", HEADER: "r-1"}) as resp:
                 assert ("t-1", None, "t-1 False") == (
                     resp.headers.get("X-Trace-ID"),
@@ -371,7 +358,7 @@ class TestSetup:
         setup(app, ctx)
         ctx.attach()
         ctx["service"] = "svc"
-        async with serving(app) as url, client() as session:
+        async with aiohttp_serving(app) as url, client() as session:
             ctx["late"] = "after start"
             status, _, data = await get(session, url, {HEADER: "r-1"})
         assert 200 == status
@@ -397,7 +384,7 @@ class TestSetup:
         app.on_startup.append(on_startup)
         app.cleanup_ctx.append(background)
         setup(app, ctx)
-        async with serving(app):
+        async with aiohttp_serving(app):
             pass
         assert [True, "worker"] == sorted(seen, key=str)
 
@@ -413,7 +400,7 @@ class TestSetup:
 
         app = web.Application(middlewares=[inner])
         setup(app, ctx)
-        async with serving(app) as url, client() as session:
+        async with aiohttp_serving(app) as url, client() as session:
             status, header, body = await get(session, f"{url}/anything", {HEADER: "m-1"})
         assert (200, "m-1", "inner saw m-1") == (status, header, body)
 
@@ -430,7 +417,7 @@ class TestSetup:
         app = web.Application()
         setup(app, ctx)
         app.middlewares.insert(0, short_circuit)
-        async with serving(app) as url, client() as session:
+        async with aiohttp_serving(app) as url, client() as session:
             assert (200, None, "short") == await get(session, url, {HEADER: "r-1"})
 
     def test_setup_after_start_raises(self) -> None:
@@ -469,7 +456,7 @@ class TestRequestIdMiddleware:
         ctx = new_context().attach()
         service = Service(ctx, log)
         service.app.middlewares.append(request_id_middleware(ctx))
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             status, header, seen = await get(session, f"{url}/fanout", {HEADER: "alone"})
             not_found = await get(session, f"{url}/not-found", {HEADER: "alone-404"})
         assert (200, "alone") == (status, header)
@@ -483,7 +470,7 @@ class TestRequestIdMiddleware:
         ctx = new_context().attach()
         service = Service(ctx, log)
         service.app.middlewares.append(request_id_middleware(ctx))
-        async with serving(service.app) as url, client() as session:
+        async with aiohttp_serving(service.app) as url, client() as session:
             status, header, body = await get(session, f"{url}/stream", {HEADER: "s-2"})
         assert (200, None, "s-2") == (status, header, body)
 
@@ -498,7 +485,7 @@ class TestRequestIdMiddleware:
         errors = Records()
         server_log.addHandler(errors)
         try:
-            async with serving(service.app) as url, client() as session:
+            async with aiohttp_serving(service.app) as url, client() as session:
                 status, header, _ = await get(session, f"{url}/fanout", {HEADER: "lost"})
         finally:
             server_log.removeHandler(errors)
@@ -529,5 +516,5 @@ class TestGetRequestId:
             return web.Response(text="checked")
 
         app.router.add_get("/", handler)
-        async with serving(app) as url, client() as session:
+        async with aiohttp_serving(app) as url, client() as session:
             assert (200, None, "checked") == await get(session, url, {HEADER: "r-1"})

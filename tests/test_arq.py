@@ -14,13 +14,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker
+from servers import echoes_own_ids
 
 import aiocontext.aiohttp
 import arq_app
@@ -209,22 +209,7 @@ async def enqueue_from_requests(url: str) -> float:
     app = web.Application()
     app.router.add_get("/enqueue/{number}", handler)
     aiocontext.aiohttp.setup(app, arq_app.request)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        started = time.perf_counter()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-
-            async def one(number: int) -> str:
-                headers = {"X-Request-ID": f"req-{number}"}
-                async with session.get(f"{base}/enqueue/{number}", headers=headers) as response:
-                    return await response.text()
-
-            answers = await asyncio.gather(*(one(number) for number in range(REQUESTS)))
-        assert [f"req-{number}" for number in range(REQUESTS)] == answers
-        return time.perf_counter() - started
+        return await echoes_own_ids(app, REQUESTS)
     finally:
-        await runner.cleanup()
         await redis_pool.aclose()

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import BackgroundTasks, Depends, FastAPI
+from servers import uvicorn_serving, websocket_url
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -47,34 +48,9 @@ def is_uuid4(value: str) -> bool:
     return 4 == parsed.version and str(parsed) == value
 
 
-@contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncGenerator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in the running loop; yield its base URL."""
-    running = asyncio.get_running_loop()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,  # the OS picks a free port
-        loop="uvloop" if type(running).__module__.startswith("uvloop") else "asyncio",
-        lifespan="on",
-        log_level="warning",
-        log_config=None,  # leave the process' logging configuration alone
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()  # startup failed: raise why
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+def serving(app: ASGIApp) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with uvicorn, its lifespan on; yield its base URL."""
+    return uvicorn_serving(app, lifespan="on")
 
 
 def handshake_headers(websocket: ClientConnection) -> Headers:
@@ -85,7 +61,7 @@ def handshake_headers(websocket: ClientConnection) -> Headers:
 
 def client(address: str) -> httpx.AsyncClient:
     """An HTTP client for the server at ``address`` (no proxies from the environment)."""
-    return httpx.AsyncClient(base_url=f"http://{address}", trust_env=False, timeout=10)
+    return httpx.AsyncClient(base_url=address, trust_env=False, timeout=10)
 
 
 async def ids_seen(context: Context[str, str]) -> dict[str, Any]:
@@ -462,7 +438,7 @@ class TestRequestIdMiddleware:
         context: Context[str, str] = Context(name="request")
         async with asyncio.timeout(TIMEOUT), serving(starlette_app(context)) as address:
             async with connect(
-                f"ws://{address}/ws", additional_headers={"X-Request-ID": "ws-1"}
+                websocket_url(address, "/ws"), additional_headers={"X-Request-ID": "ws-1"}
             ) as websocket:
                 seen = json.loads(await websocket.recv())
                 headers = handshake_headers(websocket).get_all("x-request-id")
@@ -475,7 +451,7 @@ class TestRequestIdMiddleware:
         context: Context[str, str] = Context(name="request")
 
         async def one(address: str) -> tuple[str, set[str]]:
-            async with connect(f"ws://{address}/ws") as websocket:
+            async with connect(websocket_url(address, "/ws")) as websocket:
                 seen = json.loads(await websocket.recv())
                 return handshake_headers(websocket)["x-request-id"], flatten(seen)
 
@@ -493,7 +469,8 @@ class TestRequestIdMiddleware:
         async with asyncio.timeout(TIMEOUT), serving(starlette_app(context)) as address:
             with pytest.raises(InvalidStatus) as info:
                 async with connect(
-                    f"ws://{address}/ws-denied", additional_headers={"x-request-id": "denied"}
+                    websocket_url(address, "/ws-denied"),
+                    additional_headers={"x-request-id": "denied"},
                 ):
                     pass  # pragma: no cover - the handshake is rejected
         assert 403 == info.value.response.status_code
@@ -505,7 +482,7 @@ class TestRequestIdMiddleware:
         context: Context[str, str] = Context(name="request")
         async with asyncio.timeout(TIMEOUT), serving(fastapi_app(context, [])) as address:
             async with connect(
-                f"ws://{address}/ws", additional_headers={"x-request-id": "fast-ws"}
+                websocket_url(address, "/ws"), additional_headers={"x-request-id": "fast-ws"}
             ) as websocket:
                 seen = json.loads(await websocket.recv())
                 header = handshake_headers(websocket)["x-request-id"]

@@ -54,8 +54,8 @@ from typing import Any, Final, Literal, TypeVar, cast
 import aiohttp
 import attrs
 import pytest
-import uvicorn
 from aiohttp import web
+from servers import aiohttp_serving, uvicorn_serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -226,47 +226,17 @@ def isolated_reply(own: str) -> dict[str, object]:
 
 @contextlib.asynccontextmanager
 async def serving_aiohttp(app: web.Application) -> AsyncGenerator[str]:
-    """Serve ``app`` with aiohttp on 127.0.0.1 (a port the OS picks); yield its base URL."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2 * CONCURRENCY)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        await runner.cleanup()
+    """Serve ``app`` with aiohttp, a backlog for the whole load; yield its base URL + "/"."""
+    async with aiohttp_serving(app, backlog=2 * CONCURRENCY, shutdown_timeout=5) as base:
+        yield base + "/"
 
 
 @contextlib.asynccontextmanager
 async def serving_uvicorn(app: Starlette) -> AsyncGenerator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in the running loop; yield its base URL."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,  # the OS picks a free port
-        loop="none",  # the server runs in the test's loop
-        lifespan="off",
-        log_level="warning",
-        log_config=None,  # leave the process' logging configuration alone
-        access_log=False,
-        backlog=2 * CONCURRENCY,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()  # startup failed: raise why
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    """Serve ``app`` with uvicorn in the test's loop, whatever it is; yield its base URL + "/"."""
+    options = {"loop": "none", "backlog": 2 * CONCURRENCY, "timeout_graceful_shutdown": 5}
+    async with uvicorn_serving(app, **options) as base:
+        yield base + "/"
 
 
 def serving(server: Server, service: Service) -> contextlib.AbstractAsyncContextManager[str]:

@@ -14,10 +14,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from celery.contrib.testing.worker import start_worker
+from servers import echoes_own_ids
 
 import aiocontext.aiohttp
 import celery_app
@@ -172,21 +172,4 @@ async def enqueue_from_requests() -> float:
     app = web.Application()
     app.router.add_get("/enqueue/{number}", handler)
     aiocontext.aiohttp.setup(app, celery_app.request)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        started = time.perf_counter()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-
-            async def one(number: int) -> str:
-                headers = {"X-Request-ID": f"req-{number}"}
-                async with session.get(f"{base}/enqueue/{number}", headers=headers) as response:
-                    return await response.text()
-
-            answers = await asyncio.gather(*(one(number) for number in range(REQUESTS)))
-        assert [f"req-{number}" for number in range(REQUESTS)] == answers
-        return time.perf_counter() - started
-    finally:
-        await runner.cleanup()
+    return await echoes_own_ids(app, REQUESTS)

@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-import uvicorn
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from servers import aiohttp_serving, uvicorn_serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -38,46 +38,9 @@ CONCURRENCY = 100
 TIMEOUT = 60
 
 
-@contextlib.asynccontextmanager
-async def serving_aiohttp(app: web.Application, **options: Any) -> AsyncGenerator[str]:
-    """Serve ``app`` with aiohttp on 127.0.0.1; yield ``host:port``."""
-    runner = web.AppRunner(app, access_log=None, **options)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def serving_asgi(app: ASGIApp) -> AsyncGenerator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in the running loop; yield ``host:port``."""
-    running = asyncio.get_running_loop()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        loop="uvloop" if type(running).__module__.startswith("uvloop") else "asyncio",
-        lifespan="off",
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        backlog=CONCURRENCY * 2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+def serving_asgi(app: ASGIApp) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with uvicorn, a backlog for the whole load; yield its base URL."""
+    return uvicorn_serving(app, backlog=CONCURRENCY * 2)
 
 
 class Services:
@@ -113,7 +76,7 @@ class Services:
     async def a_calls_b(self, request: Request) -> JSONResponse:
         """A: call B with the id and baggage of this request, report what B saw."""
         assert self.session is not None
-        async with self.session.get(f"http://{self.b_address}/seen") as response:
+        async with self.session.get(f"{self.b_address}/seen") as response:
             seen: dict[str, Any] = await response.json()
         return JSONResponse({"a": dict(self.a_context), **seen})
 
@@ -127,7 +90,7 @@ class Services:
         trace = aiocontext.aiohttp.client_trace_config(self.a_baggage)
         ids = aiocontext.aiohttp.client_trace_config(Propagator({self.a_context: ["request_id"]}))
         async with (
-            serving_aiohttp(self.b_app) as b_address,
+            aiohttp_serving(self.b_app) as b_address,
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=CONCURRENCY),
                 trace_configs=[trace, ids],
@@ -185,9 +148,7 @@ class TestAcrossServices:
             async def one(n: int) -> tuple[int, dict[str, Any]]:
                 async with limit:
                     headers = {"X-Request-ID": f"load-{n}", "baggage": f"tenant=t{n % 7}"}
-                    async with client.get(
-                        f"http://{a_address}/call-b", headers=headers
-                    ) as response:
+                    async with client.get(f"{a_address}/call-b", headers=headers) as response:
                         seen: dict[str, Any] = await response.json()
                         return n, seen
 
@@ -238,9 +199,7 @@ class TestAcrossServices:
         services = Services()
         async with (
             services.running() as a_address,
-            httpx.AsyncClient(
-                base_url=f"http://{a_address}", trust_env=False, timeout=TIMEOUT
-            ) as client,
+            httpx.AsyncClient(base_url=a_address, trust_env=False, timeout=TIMEOUT) as client,
         ):
             response = await client.get(
                 "/call-b", headers={"baggage": "request_id=from-bag, tenant = Zo%C3%AB"}
@@ -281,21 +240,19 @@ class TestClientTraceConfig:
         app = web.Application()
         app.router.add_get("/", headers)
         async with (
-            serving_aiohttp(app) as address,
+            aiohttp_serving(app) as address,
             aiohttp.ClientSession(
                 trace_configs=[aiocontext.aiohttp.client_trace_config(propagator)],
                 headers={"X-Default": "d"},
             ) as session,
         ):
-            async with session.get(f"http://{address}/") as response:
+            async with session.get(f"{address}/") as response:
                 no_data = await response.json()
             request.attach()
             request["request_id"] = "ours"
-            async with session.get(
-                f"http://{address}/", headers={"x-request-id": "theirs"}
-            ) as response:
+            async with session.get(f"{address}/", headers={"x-request-id": "theirs"}) as response:
                 theirs = await response.json()
-            async with session.get(f"http://{address}/") as response:
+            async with session.get(f"{address}/") as response:
                 ours = await response.json()
         assert "X-Request-ID" not in no_data
         assert ("theirs", "d") == (theirs["X-Request-ID"], theirs["X-Default"])
@@ -337,12 +294,12 @@ class TestInboundPropagator:
         aiocontext.aiohttp.setup(app, request, propagator=propagator)
         tenant.attach()
         headers = {"baggage": "tenant=acme,request_id=r-9"}
-        async with serving_aiohttp(app) as address, aiohttp.ClientSession() as session:
-            async with session.get(f"http://{address}/", headers=headers) as response:
+        async with aiohttp_serving(app) as address, aiohttp.ClientSession() as session:
+            async with session.get(f"{address}/", headers=headers) as response:
                 seen = await response.json()
-            async with session.get(f"http://{address}/missing", headers=headers) as response:
+            async with session.get(f"{address}/missing", headers=headers) as response:
                 missing_headers = response.headers.copy()
-            async with session.get(f"http://{address}/stream", headers=headers) as response:
+            async with session.get(f"{address}/stream", headers=headers) as response:
                 stream_headers = response.headers.copy()
         assert {"request": {"request_id": "r-9"}, "tenant": {"tenant": "acme"}} == seen
         for answer in (missing_headers, stream_headers):
@@ -373,11 +330,11 @@ class TestInboundPropagator:
         request.attach()
         tenant.attach()
         headers = {"baggage": "tenant=acme,request_id=r-9"}
-        async with serving_aiohttp(app) as address, aiohttp.ClientSession() as session:
-            async with session.get(f"http://{address}/", headers=headers) as response:
+        async with aiohttp_serving(app) as address, aiohttp.ClientSession() as session:
+            async with session.get(f"{address}/", headers=headers) as response:
                 seen = await response.json()
                 ok_headers = response.headers.copy()
-            async with session.get(f"http://{address}/missing", headers=headers) as response:
+            async with session.get(f"{address}/missing", headers=headers) as response:
                 missing_headers = response.headers.copy()
         assert {"request": {"request_id": "r-9"}, "tenant": {"tenant": "acme"}} == seen
         for answer in (ok_headers, missing_headers):
@@ -399,8 +356,8 @@ class TestInboundPropagator:
         aiocontext.aiohttp.setup(app, context, propagator=propagator)
         app.middlewares.insert(0, short_circuit)
         headers = {"baggage": "request_id=r-9"}
-        async with serving_aiohttp(app) as address, aiohttp.ClientSession() as session:
-            async with session.get(f"http://{address}/", headers=headers) as response:
+        async with aiohttp_serving(app) as address, aiohttp.ClientSession() as session:
+            async with session.get(f"{address}/", headers=headers) as response:
                 answer = (response.status, await response.text(), response.headers.copy())
         assert (200, "short") == answer[:2]
         assert ("X-Request-ID" in answer[2], "baggage" in answer[2]) == (False, False)

@@ -21,18 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Any, Final, cast
 
 import django
 import httpx
 import pytest
-import uvicorn
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
+from servers import uvicorn_serving
 from stress._support import size
 
 from aiocontext import ChainMap, Context, ContextRegistry, Copy, DeepCopy, PropagationPolicy, Share
@@ -111,36 +111,9 @@ class Views:
 urlpatterns = [path("async", Views.async_view), path("sync", Views.sync_view)]
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncGenerator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in the running loop; yield its base URL."""
-    running = asyncio.get_running_loop()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,  # the OS picks a free port
-        loop="uvloop" if type(running).__module__.startswith("uvloop") else "asyncio",
-        lifespan="off",  # Django's ASGI handler serves no lifespan
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        # No idle keep-alive connection closed under the client's feet on a busy machine.
-        timeout_keep_alive=TIMEOUT,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+def serving(app: Any) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with uvicorn (Django's ASGI handler serves no lifespan)."""
+    return uvicorn_serving(app, timeout_keep_alive=TIMEOUT)
 
 
 class TestDjangoUnderUvicorn:

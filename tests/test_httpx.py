@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from servers import aiohttp_serving
 
 import aiocontext.httpx
 from aiocontext import Context, ContextRegistry
@@ -39,14 +40,8 @@ async def echo_server() -> AsyncGenerator[str]:
     app = web.Application()
     app.router.add_get("/", echo)
     app.router.add_get("/redirect", redirect)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with aiohttp_serving(app) as base:
+        yield base
 
 
 class TestInstrument:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
 import sys
 import threading
+import weakref
 from collections.abc import Callable, MutableMapping
 from typing import Any, TypeVar, cast
 
@@ -14,6 +17,7 @@ import uvloop
 from aiocontext import (
     Context,
     ContextRegistry,
+    EventLoopError,
     PropagationPolicy,
     Share,
     TaskFactoryWrapper,
@@ -83,6 +87,52 @@ class TestLoopFactory:
 
         with asyncio.Runner(loop_factory=loop_factory(ctx, base=new_loop)) as runner:
             assert (True, {"from": "thread"}) == runner.run(main())
+
+    def test_default_executor_starts_workers_clean(self, new_loop: LoopFactory) -> None:
+        """The loop's default executor runs plain calls clean: ``run_in_executor(None, ...)``
+        from a request sees no data, a call's own ``contextvars`` writes do not reach the
+        next call on the same worker, no worker keeps a request's data alive (whether or not
+        threads inherit context), and ``to_thread`` still passes the caller's data."""
+        ctx: Context[str, object] = Context(Share(), registry=ContextRegistry())
+        marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+        class Payload:
+            """A value whose lifetime the test watches."""
+
+        def read() -> object:
+            try:
+                return ctx["payload"]
+            except EventLoopError:  # a thread without data
+                return "no data"
+
+        def mark() -> str:
+            before = marker.get()
+            marker.set("set by an earlier call")
+            return before
+
+        async def request(payload: object) -> tuple[object, bool, str]:
+            ctx["payload"] = payload
+            loop = asyncio.get_running_loop()
+            plain = await loop.run_in_executor(None, read)
+            passed = await asyncio.to_thread(read)
+            return plain, passed is payload, await loop.run_in_executor(None, mark)
+
+        async def main() -> tuple[list[tuple[object, bool, str]], bool]:
+            payloads = [Payload(), Payload()]
+            alive = weakref.ref(payloads[0])
+            # One root task after the other: the second request reuses the worker.
+            results = [
+                await asyncio.create_task(request(payload), context=contextvars.Context())
+                for payload in payloads
+            ]
+            del payloads
+            gc.collect()
+            return results, alive() is None
+
+        with asyncio.Runner(loop_factory=loop_factory(ctx, base=new_loop)) as runner:
+            results, freed = runner.run(main())
+        assert [("no data", True, "unset")] * 2 == results
+        assert freed
 
     def test_runner_main_task_children_inherit(self, new_loop: LoopFactory) -> None:
         """The main task of a Runner passes its data to its children."""

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiohttp import web
 from opentelemetry import baggage, propagate
 from opentelemetry import context as otel_context
@@ -29,6 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, use_span
+from servers import aiohttp_serving, uvicorn_serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -290,51 +290,6 @@ class TestBaggageKeys:
             BaggageKeys(bad, inbound=())
 
 
-@contextlib.asynccontextmanager
-async def serving_aiohttp(app: web.Application) -> AsyncGenerator[str]:
-    """Serve ``app`` with aiohttp on 127.0.0.1; yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def serving_asgi(app: ASGIApp) -> AsyncGenerator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in the running loop; yield its base URL."""
-    running = asyncio.get_running_loop()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        loop="uvloop" if type(running).__module__.startswith("uvloop") else "asyncio",
-        lifespan="off",
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        # A busy machine may leave a pooled connection idle past uvicorn's default 5 s, and
-        # uvicorn closing it as the client reuses it is a race of the test's, not a failure.
-        timeout_keep_alive=60,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
 class Service(logging.Handler):
     """One service's context, logger and log lines (request id, trace id, message)."""
 
@@ -436,7 +391,7 @@ class TwoServices:
     async def serving(self) -> AsyncGenerator[str]:
         """Run both services; yield A's URL."""
         with self.a.running(), self.b.running():
-            async with serving_aiohttp(self.b_app) as b_url, serving_asgi(self.a_app) as a_url:
+            async with aiohttp_serving(self.b_app) as b_url, uvicorn_serving(self.a_app) as a_url:
                 self.b_url = b_url
                 try:
                     yield a_url

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import types
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -20,6 +19,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
+from servers import aiohttp_serving
 
 from aiocontext import Context, ContextRegistry, Key, loop_factory
 from aiocontext.aiohttp import request_id_middleware
@@ -662,18 +662,10 @@ class TestRoundTrip:
 TIMEOUT = aiohttp.ClientTimeout(total=20)
 
 
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncGenerator[str]:
-    """Serve ``app`` on 127.0.0.1 on a free port, taking header lines of up to 16 KiB (aiohttp
-    refuses those past 8,190 bytes by default); yield its base URL."""
-    runner = web.AppRunner(app, access_log=None, max_field_size=16_384)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+def serving(app: web.Application) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with aiohttp, taking header lines of up to 16 KiB (aiohttp refuses
+    those past 8,190 bytes by default); yield its base URL."""
+    return aiohttp_serving(app, max_field_size=16_384)
 
 
 class TestThroughAiohttp:

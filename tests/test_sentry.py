@@ -11,17 +11,17 @@ import contextlib
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import Generator
 from typing import Any
 
 import httpx
 import pytest
 import sentry_sdk
-import uvicorn
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
+from servers import aiohttp_serving, uvicorn_serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -66,7 +66,9 @@ def sentry() -> Generator[Recording]:
         yield transport
     finally:
         sentry_sdk.get_client().close()
-        sentry_sdk.init()  # a disabled client again
+        # A disabled client again, with no integration: a default one would patch httpx,
+        # aiohttp, ... for the rest of the process (headers on other tests' requests).
+        sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
 
 
 def new_context() -> Context[Any, Any]:
@@ -157,34 +159,9 @@ class TestSentryTags:
             SentryTags(not_a_context)
 
 
-@contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncGenerator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in the running loop; yield its base URL."""
-    running = asyncio.get_running_loop()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        loop="uvloop" if type(running).__module__.startswith("uvloop") else "asyncio",
-        lifespan="on",
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=60,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+def serving(app: ASGIApp) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with uvicorn, its lifespan on; yield its base URL."""
+    return uvicorn_serving(app, lifespan="on")
 
 
 class TestSentryTagsMiddleware:
@@ -280,18 +257,13 @@ class TestAiohttpRecipe:
         app = web.Application(middlewares=[request_id_middleware(ctx), sentry_tags])
         app.router.add_get("/", endpoint)
         ctx.attach()
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
         try:
             with sentry() as transport:
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-                async with httpx.AsyncClient(timeout=60) as client:
+                async with aiohttp_serving(app) as base, httpx.AsyncClient(timeout=60) as client:
+                    url = f"{base}/"
                     calls = [client.get(url, headers={"x-request-id": f"r-{n}"}) for n in range(60)]
                     responses = await asyncio.gather(*calls)
         finally:
-            await runner.cleanup()
             ctx.detach()
         assert [f"r-{n}" for n in range(60)] == [response.text for response in responses]
         assert 60 == len(transport.events)

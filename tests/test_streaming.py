@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, Final, Literal
 
 import aiohttp
 import pytest
-import uvicorn
 from aiohttp import web
+from servers import aiohttp_serving, uvicorn_serving
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -73,50 +73,14 @@ class Chunks:
             await asyncio.sleep(0)
 
 
-@contextlib.asynccontextmanager
-async def uvicorn_serving(app: Any) -> AsyncGenerator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in the running loop; yield its base URL."""
-    running = asyncio.get_running_loop()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        loop="uvloop" if type(running).__module__.startswith("uvloop") else "asyncio",
-        lifespan="off",
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        # No idle keep-alive connection closed under the client's feet on a busy machine.
-        timeout_keep_alive=TIMEOUT,
-        backlog=RESPONSES * 2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+def serving_uvicorn(app: Any) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with uvicorn, a backlog for every response at once; yield its base URL."""
+    return uvicorn_serving(app, timeout_keep_alive=TIMEOUT, backlog=RESPONSES * 2)
 
 
-@contextlib.asynccontextmanager
-async def aiohttp_serving(app: web.Application) -> AsyncGenerator[str]:
-    """Serve ``app`` with aiohttp on 127.0.0.1 in the running loop; yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=RESPONSES * 2)
-    await site.start()
-    try:
-        sockets = runner.addresses
-        yield f"http://127.0.0.1:{sockets[0][1]}"
-    finally:
-        await runner.cleanup()
+def serving_aiohttp(app: web.Application) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with aiohttp, a backlog for every response at once; yield its base URL."""
+    return aiohttp_serving(app, backlog=RESPONSES * 2)
 
 
 def starlette_app(ctx: Context[str, Any], chunks: Chunks, kind: Kind) -> Any:
@@ -170,9 +134,9 @@ class TestStreamingResponses:
         )
         chunks = Chunks(ctx)
         server = (
-            aiohttp_serving(aiohttp_app(ctx, chunks))
+            serving_aiohttp(aiohttp_app(ctx, chunks))
             if kind == "aiohttp"
-            else uvicorn_serving(starlette_app(ctx, chunks, kind))
+            else serving_uvicorn(starlette_app(ctx, chunks, kind))
         )
         wrong: list[tuple[int, list[str]]] = []
 
@@ -212,7 +176,7 @@ class TestStreamingResponses:
         app = RequestIdMiddleware(Starlette(routes=[Route("/", endpoint)]), ctx)
         async with (
             asyncio.timeout(TIMEOUT),
-            uvicorn_serving(app) as url,
+            serving_uvicorn(app) as url,
             aiohttp.ClientSession() as session,
             session.get(url, headers={"x-request-id": "req-1"}) as response,
         ):

@@ -1,4 +1,5 @@
-"""``loop_factory``: event loops that have contexts attached before any task exists."""
+"""``loop_factory``: event loops that have contexts attached before any task exists, and a
+default executor whose workers start clean."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Generic, TypeVar, overload
 import attrs
 
 from ._context import Context, check_context
+from .executors import CleanThreadPoolExecutor
 
 __all__ = ["loop_factory"]
 
@@ -17,7 +19,8 @@ _L = TypeVar("_L", bound=asyncio.AbstractEventLoop)
 
 @attrs.frozen(repr=False)
 class _LoopFactory(Generic[_L]):
-    """Calls ``base()`` and attaches ``contexts`` to the new loop."""
+    """Calls ``base()``, attaches ``contexts`` to the new loop and gives it a clean default
+    executor."""
 
     contexts: tuple[Context[Any, Any], ...]
     base: Callable[[], _L]
@@ -36,6 +39,9 @@ class _LoopFactory(Generic[_L]):
         try:
             for context in self.contexts:
                 context.attach(loop)
+            # Plain run_in_executor(None, ...) calls then see no request's data, and no
+            # worker keeps one alive, where threads inherit context too (docs/threads.md).
+            loop.set_default_executor(CleanThreadPoolExecutor(thread_name_prefix="asyncio"))
         except BaseException:
             loop.close()
             raise
@@ -55,6 +61,13 @@ def loop_factory(
     Give it to ``asyncio.run(main(), loop_factory=...)`` (Python 3.12+) or
     ``asyncio.Runner(loop_factory=...)`` (3.11+): the main task then has data from its first
     step, which attaching from inside ``main()`` cannot give.
+
+    Each loop's default executor is a
+    :class:`~aiocontext.executors.CleanThreadPoolExecutor`: a plain
+    ``loop.run_in_executor(None, func)`` runs ``func`` with no request's data and no worker
+    keeps one alive, also where threads inherit context (free-threaded builds);
+    ``asyncio.to_thread`` still passes the caller's data. ``loop.set_default_executor()``
+    replaces it as usual.
 
     Args:
         *contexts: The contexts to attach to every loop made.

@@ -39,7 +39,7 @@ import contextlib
 import logging
 import platform
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Final
 
@@ -47,6 +47,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from servers import aiohttp_serving
 
 from aiocontext import Context, ContextRegistry
 from aiocontext.aiohttp import HEADER, KEY, get_request_id, setup
@@ -173,19 +174,10 @@ class Service:
         return web.json_response({"data": data, "seen": seen})
 
 
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncGenerator[str]:
-    """Serve ``app`` on 127.0.0.1 on a port the OS picks; yield its base URL."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    try:
-        # A backlog for the whole first wave: connections arrive all at once.
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=max(128, 2 * CONCURRENCY))
-        await site.start()
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+def serving(app: web.Application) -> contextlib.AbstractAsyncContextManager[str]:
+    """Serve ``app`` with aiohttp, a backlog for the whole first wave (connections arrive
+    all at once); yield its base URL."""
+    return aiohttp_serving(app, backlog=max(128, 2 * CONCURRENCY), shutdown_timeout=5)
 
 
 @attrs.frozen
