@@ -60,6 +60,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from stress._support import size
 
 from aiocontext import (
     ChainMap,
@@ -74,8 +75,9 @@ from aiocontext import (
 )
 from conftest import CoroutineLike, LoopFactory
 
-#: Requests per run, and how many are in flight at once (workers, connections).
-REQUESTS: Final = 2_000
+#: Requests per run (CI size; ``AIOCONTEXT_STRESS=full`` for the full one), and how many
+#: are in flight at once (workers, connections).
+REQUESTS: Final = size(ci=600, full=2_000)
 CONCURRENCY: Final = 100
 #: Sequential requests of the ``Share()`` control, on one keep-alive connection.
 SHARE_REQUESTS: Final = 50
