@@ -45,9 +45,9 @@ from opentelemetry import context as otel_context
 
 from ._context import Context
 from ._errors import AioContextError
+from ._header_codecs import LINE_BREAKS, check_header
 from .logging import FieldProvider
 from .propagation import (
-    _CONTROL,  # pyright: ignore[reportPrivateUsage]
     _MISSING,  # pyright: ignore[reportPrivateUsage]
     Baggage,
     Carrier,
@@ -55,7 +55,6 @@ from .propagation import (
     FieldSpec,
     RequestIdHeader,
     _as_field,  # pyright: ignore[reportPrivateUsage]
-    _check_header,  # pyright: ignore[reportPrivateUsage]
     header_values,
 )
 
@@ -253,7 +252,7 @@ class BaggageKeys:
                     value = context.get(item.key, _MISSING)
                     if value is not _MISSING:
                         text = item.encode(value)
-                        if not _CONTROL.search(text):
+                        if not LINE_BREAKS.search(text):
                             result = baggage.set_baggage(item.name, text, result)
             except AioContextError:  # no data here: nothing to send for this context
                 continue
@@ -283,7 +282,7 @@ class BaggageKeys:
             values = data[context] = {}
             for item in own:
                 text = entries.get(item.name) if item.name in self._allowed else None
-                if isinstance(text, str) and not _CONTROL.search(text):
+                if isinstance(text, str) and not LINE_BREAKS.search(text):
                     value = item.decode(text)
                     if value is not _MISSING:
                         values[item.key] = value
@@ -353,7 +352,7 @@ class TraceparentRequestId(RequestIdHeader):
     # Always "traceparent". Pyright types a converter field's override as a new descriptor type,
     # though attrs makes it a plain str attribute as in the base class.
     header: str = attrs.field(  # pyright: ignore[reportIncompatibleVariableOverride]
-        default=TRACEPARENT_HEADER, init=False, converter=_check_header
+        default=TRACEPARENT_HEADER, init=False, converter=check_header
     )
 
     def encode(self, values: Mapping[str, str]) -> dict[str, str]:
