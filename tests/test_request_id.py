@@ -17,7 +17,13 @@ CANONICAL_UUID4 = re.compile(
 class TestIsValid:
     @pytest.mark.parametrize(
         "value",
-        ["a", "3f6c9a2e-req.42", "A:b+c=d/e_f", "2671a99f-3282-4685-a17d-f7f114a45a9c", "x" * MAX_LENGTH],
+        [
+            "a",
+            "3f6c9a2e-req.42",
+            "A:b+c=d/e_f",
+            "2671a99f-3282-4685-a17d-f7f114a45a9c",
+            "x" * MAX_LENGTH,
+        ],
     )
     def test_safe_ids_are_kept(self, value: str) -> None:
         """Ids of safe characters, starting with a letter or digit, up to the maximum length."""
