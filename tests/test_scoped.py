@@ -7,6 +7,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import gc
 import multiprocessing
 import pickle
@@ -28,6 +29,7 @@ from aiocontext import (
     Share,
     TaskContextError,
 )
+from aiocontext._scoped import RequestScope
 from aiocontext.executors import CleanThreadPoolExecutor
 
 #: The context of the process pool test. A worker process imports it from this module, so
@@ -779,3 +781,77 @@ class TestScopesEndedElsewhere:
         for _ in range(5):
             await asyncio.sleep(0)
         assert [] == reported
+
+
+class TestRequestScope:
+    """The middlewares' ``restore()``: the same scoping, holding the caller's dict."""
+
+    @pytest.mark.parametrize("policy", POLICIES, ids=repr)
+    def test_every_policy_scopes_the_given_data(self, policy: PropagationPolicy) -> None:
+        """Under every policy the entered dict is the data until ``leave()``, writes in the
+        scope are its own, and the previous data comes back."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry())
+        scope = RequestScope(ctx)
+        with ctx.restore({"request_id": "outer"}):
+            token = scope.enter({"request_id": "r-1"})
+            ctx["extra"] = 1
+            inside = dict(ctx)
+            scope.leave(token)
+            after = dict(ctx)
+        assert ({"request_id": "r-1", "extra": 1}, {"request_id": "outer"}) == (inside, after)
+
+    def test_copy_holds_the_dict_itself(self) -> None:
+        """Under ``Copy()`` the caller's dict is held as it is: no copy is made."""
+        ctx = unattached()
+        scope = RequestScope(ctx)
+        values = {"request_id": "r-1"}
+        token = scope.enter(values)
+        held = ctx._var.get()  # pyright: ignore[reportPrivateUsage]
+        scope.leave(token)
+        assert values is held
+
+    def test_deepcopy_holds_a_deep_copy(self) -> None:
+        """Under ``DeepCopy()`` the data is a deep copy, as ``restore()`` makes: a value the
+        caller still holds and changes is not seen."""
+        ctx: Context[str, Any] = Context(DeepCopy(), registry=ContextRegistry())
+        shared = ["a"]
+        scope = RequestScope(ctx)
+        token = scope.enter({"list": shared})
+        shared.append("changed later")
+        inside = ctx["list"]
+        scope.leave(token)
+        assert ["a"] == inside
+
+    def test_leave_in_another_context_leaves_it_alone(self) -> None:
+        """``leave()`` run in another ``contextvars`` context changes nothing there and
+        raises nothing; the entering context keeps the scoped data."""
+        ctx = unattached()
+        scope = RequestScope(ctx)
+        token = scope.enter({"request_id": "r-1"})
+        elsewhere = contextvars.Context()
+        elsewhere.run(scope.leave, token)
+        assert ("r-1", 0) == (ctx["request_id"], len(elsewhere))
+        scope.leave(token)
+        with pytest.raises(EventLoopError):
+            ctx["request_id"]
+
+    @pytest.mark.asyncio
+    async def test_snapshot_is_a_private_copy(self) -> None:
+        """``snapshot()`` is a new dict of the running code's data; code with no data on an
+        attached loop gets its root first."""
+        ctx = attached()
+        empty = RequestScope(ctx).snapshot()
+        ctx["a"] = 1
+        copy = RequestScope(ctx).snapshot()
+        copy["b"] = 2
+        assert ({}, {"a": 1, "b": 2}, {"a": 1}) == (empty, copy, dict(ctx))
+
+    def test_snapshot_without_data_raises(self) -> None:
+        """With no data and no loop, ``snapshot()`` raises as ``ctx.snapshot()`` does."""
+        with pytest.raises(EventLoopError):
+            RequestScope(unattached()).snapshot()
+
+    def test_repr(self) -> None:
+        """The repr names the context's variable."""
+        ctx: Context[str, Any] = Context(name="request", registry=ContextRegistry())
+        assert "<request scope of aiocontext.Context('request')>" == repr(RequestScope(ctx))
