@@ -836,20 +836,42 @@ class TestRequestScope:
             ctx["request_id"]
 
     @pytest.mark.asyncio
-    async def test_snapshot_is_a_private_copy(self) -> None:
-        """``snapshot()`` is a new dict of the running code's data; code with no data on an
-        attached loop gets its root first."""
-        ctx = attached()
-        empty = RequestScope(ctx).snapshot()
+    @pytest.mark.parametrize("policy", POLICIES, ids=repr)
+    async def test_over_scopes_a_private_copy_with_the_key(
+        self, policy: PropagationPolicy
+    ) -> None:
+        """``over(key, value)`` scopes a copy of the running code's data with the key set:
+        writes in the scope stay there, and the previous data comes back."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry()).attach()
         ctx["a"] = 1
-        copy = RequestScope(ctx).snapshot()
-        copy["b"] = 2
-        assert ({}, {"a": 1, "b": 2}, {"a": 1}) == (empty, copy, dict(ctx))
+        scope = RequestScope(ctx)
+        token = scope.over("request_id", "r-1")
+        ctx["b"] = 2
+        inside = dict(ctx)
+        scope.leave(token)
+        assert ({"a": 1, "request_id": "r-1", "b": 2}, {"a": 1}) == (inside, dict(ctx))
 
-    def test_snapshot_without_data_raises(self) -> None:
-        """With no data and no loop, ``snapshot()`` raises as ``ctx.snapshot()`` does."""
+    @pytest.mark.asyncio
+    async def test_over_gives_code_without_data_its_root_first(self) -> None:
+        """Code with no data on an attached loop gets its root data, then the scope."""
+        ctx = attached()
+        scope = RequestScope(ctx)
+
+        async def without_data() -> tuple[dict[str, Any], dict[str, Any]]:
+            token = scope.over("request_id", "r-1")
+            inside = dict(ctx)
+            scope.leave(token)
+            return inside, dict(ctx)
+
+        task = asyncio.get_running_loop().create_task(
+            without_data(), context=contextvars.Context()
+        )
+        assert ({"request_id": "r-1"}, {}) == await task
+
+    def test_over_without_data_raises(self) -> None:
+        """With no data and no loop, ``over()`` raises as ``ctx.snapshot()`` does."""
         with pytest.raises(EventLoopError):
-            RequestScope(unattached()).snapshot()
+            RequestScope(unattached()).over("request_id", "r-1")
 
     def test_repr(self) -> None:
         """The repr names the context's variable."""

@@ -132,14 +132,17 @@ class RequestScope:
     def __repr__(self) -> str:
         return f"<request scope of {self._var.name}>"
 
-    def snapshot(self) -> dict[Any, Any]:
-        """A new ``dict`` of the running code's data (``ctx.snapshot()``).
+    def over(self, key: Any, value: Any) -> contextvars.Token[Any]:
+        """Enter a private copy of the running code's data with ``key`` set to ``value``
+        (``restore({**ctx.snapshot(), key: value})``, one copy).
 
         Raises:
             EventLoopError, TaskContextError: The running code has no data and can get none.
         """
         data = self._var.get()
-        return dict(self._current() if data is self._unbound else data)
+        if data is self._unbound:
+            data = self._current()
+        return self.enter({**data, key: value})
 
     def leave(self, token: contextvars.Token[Any]) -> None:
         """Put back the data :meth:`enter` replaced (nothing, in another context)."""

@@ -183,16 +183,14 @@ def request_id_middleware(
 def _middleware(context: Context[Any, Any], header: str, key: Any, set_header: bool) -> Middleware:
     """The middleware without a propagator (``set_header``: set the response header here)."""
     request_scope = RequestScope(context)
-    snapshot, enter, leave = request_scope.snapshot, request_scope.enter, request_scope.leave
+    over, leave = request_scope.over, request_scope.leave
 
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.getall(header, ())
         value = incoming[0] if len(incoming) == 1 and is_valid(incoming[0]) else new_request_id()
         request[_STORAGE_KEY] = value
-        data = snapshot()
-        data[key] = value
-        token = enter(data)  # restore(data), at the floor's cost: the copy is ours
+        token = over(key, value)  # restore({**ctx.snapshot(), key: value}): one copy, no view
         try:
             response = await handler(request)
         except web.HTTPException as error:
