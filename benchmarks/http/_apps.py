@@ -95,6 +95,10 @@ class HandWrittenASGI:
             _VAR.reset(token)
 
 
+def _no_sentry(correlation_id: str) -> None:
+    """asgi-correlation-id's Sentry extension when sentry-sdk is not installed."""
+
+
 def asgi_app(variant: str, stop: Stop) -> Any:
     """The Starlette application of ``variant``; ``GET /stop`` calls ``stop``."""
     from starlette.applications import Starlette
@@ -115,7 +119,14 @@ def asgi_app(variant: str, stop: Stop) -> Any:
     elif variant == "asgi-correlation-id":
         from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 
-        middleware.append(Middleware(CorrelationIdMiddleware))
+        class WithoutSentry(CorrelationIdMiddleware):
+            """As installed without sentry-sdk (the bench group): with it (a dev venv has
+            it) every request also sets a Sentry tag, which is not what is compared."""
+
+            def __post_init__(self) -> None:
+                self.sentry_extension = _no_sentry
+
+        middleware.append(Middleware(WithoutSentry))
         read = lambda: correlation_id.get() or ""  # noqa: E731 - one expression per variant
     elif variant == "starlette-context":
         from starlette_context import context as sc_context
