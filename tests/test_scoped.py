@@ -837,9 +837,7 @@ class TestRequestScope:
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("policy", POLICIES, ids=repr)
-    async def test_over_scopes_a_private_copy_with_the_key(
-        self, policy: PropagationPolicy
-    ) -> None:
+    async def test_over_scopes_a_private_copy_with_the_key(self, policy: PropagationPolicy) -> None:
         """``over(key, value)`` scopes a copy of the running code's data with the key set:
         writes in the scope stay there, and the previous data comes back."""
         ctx: Context[str, Any] = Context(policy, registry=ContextRegistry()).attach()
@@ -863,9 +861,7 @@ class TestRequestScope:
             scope.leave(token)
             return inside, dict(ctx)
 
-        task = asyncio.get_running_loop().create_task(
-            without_data(), context=contextvars.Context()
-        )
+        task = asyncio.get_running_loop().create_task(without_data(), context=contextvars.Context())
         assert ({"request_id": "r-1"}, {}) == await task
 
     def test_over_without_data_raises(self) -> None:
