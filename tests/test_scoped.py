@@ -7,6 +7,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import gc
 import multiprocessing
 import pickle
@@ -28,6 +29,7 @@ from aiocontext import (
     Share,
     TaskContextError,
 )
+from aiocontext._scoped import RequestScope
 from aiocontext.executors import CleanThreadPoolExecutor
 
 #: The context of the process pool test. A worker process imports it from this module, so
@@ -779,3 +781,95 @@ class TestScopesEndedElsewhere:
         for _ in range(5):
             await asyncio.sleep(0)
         assert [] == reported
+
+
+class TestRequestScope:
+    """The middlewares' ``restore()``: the same scoping, holding the caller's dict."""
+
+    @pytest.mark.parametrize("policy", POLICIES, ids=repr)
+    def test_every_policy_scopes_the_given_data(self, policy: PropagationPolicy) -> None:
+        """Under every policy the entered dict is the data until ``leave()``, writes in the
+        scope are its own, and the previous data comes back."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry())
+        scope = RequestScope(ctx)
+        with ctx.restore({"request_id": "outer"}):
+            token = scope.enter({"request_id": "r-1"})
+            ctx["extra"] = 1
+            inside = dict(ctx)
+            scope.leave(token)
+            after = dict(ctx)
+        assert ({"request_id": "r-1", "extra": 1}, {"request_id": "outer"}) == (inside, after)
+
+    def test_copy_holds_the_dict_itself(self) -> None:
+        """Under ``Copy()`` the caller's dict is held as it is: no copy is made."""
+        ctx = unattached()
+        scope = RequestScope(ctx)
+        values = {"request_id": "r-1"}
+        token = scope.enter(values)
+        held = ctx._var.get()  # pyright: ignore[reportPrivateUsage]
+        scope.leave(token)
+        assert values is held
+
+    def test_deepcopy_holds_a_deep_copy(self) -> None:
+        """Under ``DeepCopy()`` the data is a deep copy, as ``restore()`` makes: a value the
+        caller still holds and changes is not seen."""
+        ctx: Context[str, Any] = Context(DeepCopy(), registry=ContextRegistry())
+        shared = ["a"]
+        scope = RequestScope(ctx)
+        token = scope.enter({"list": shared})
+        shared.append("changed later")
+        inside = ctx["list"]
+        scope.leave(token)
+        assert ["a"] == inside
+
+    def test_leave_in_another_context_leaves_it_alone(self) -> None:
+        """``leave()`` run in another ``contextvars`` context changes nothing there and
+        raises nothing; the entering context keeps the scoped data."""
+        ctx = unattached()
+        scope = RequestScope(ctx)
+        token = scope.enter({"request_id": "r-1"})
+        elsewhere = contextvars.Context()
+        elsewhere.run(scope.leave, token)
+        assert ("r-1", 0) == (ctx["request_id"], len(elsewhere))
+        scope.leave(token)
+        with pytest.raises(EventLoopError):
+            ctx["request_id"]
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("policy", POLICIES, ids=repr)
+    async def test_over_scopes_a_private_copy_with_the_key(self, policy: PropagationPolicy) -> None:
+        """``over(key, value)`` scopes a copy of the running code's data with the key set:
+        writes in the scope stay there, and the previous data comes back."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry()).attach()
+        ctx["a"] = 1
+        scope = RequestScope(ctx)
+        token = scope.over("request_id", "r-1")
+        ctx["b"] = 2
+        inside = dict(ctx)
+        scope.leave(token)
+        assert ({"a": 1, "request_id": "r-1", "b": 2}, {"a": 1}) == (inside, dict(ctx))
+
+    @pytest.mark.asyncio
+    async def test_over_gives_code_without_data_its_root_first(self) -> None:
+        """Code with no data on an attached loop gets its root data, then the scope."""
+        ctx = attached()
+        scope = RequestScope(ctx)
+
+        async def without_data() -> tuple[dict[str, Any], dict[str, Any]]:
+            token = scope.over("request_id", "r-1")
+            inside = dict(ctx)
+            scope.leave(token)
+            return inside, dict(ctx)
+
+        task = asyncio.get_running_loop().create_task(without_data(), context=contextvars.Context())
+        assert ({"request_id": "r-1"}, {}) == await task
+
+    def test_over_without_data_raises(self) -> None:
+        """With no data and no loop, ``over()`` raises as ``ctx.snapshot()`` does."""
+        with pytest.raises(EventLoopError):
+            RequestScope(unattached()).over("request_id", "r-1")
+
+    def test_repr(self) -> None:
+        """The repr names the context's variable."""
+        ctx: Context[str, Any] = Context(name="request", registry=ContextRegistry())
+        assert "<request scope of aiocontext.Context('request')>" == repr(RequestScope(ctx))

@@ -28,7 +28,7 @@ import platform
 import sys
 from typing import Any
 
-from ._apps import AIOHTTP_VARIANTS, ASGI_VARIANTS
+from ._apps import AIOHTTP_VARIANTS, ASGI_VARIANTS, VARIANTS
 from ._run import (
     VALGRIND,
     WRK,
@@ -101,7 +101,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="checks and a short load only: seconds"
     )
     parser.add_argument("--stack", action="append", default=[], choices=list(STACKS))
-    parser.add_argument("--variant", action="append", default=[], choices=list(ASGI_VARIANTS))
+    parser.add_argument("--variant", action="append", default=[], choices=list(VARIANTS))
     parser.add_argument("--n", type=int, default=1000, help="requests per counted run (valgrind)")
     parser.add_argument("--warmup", type=int, default=200, help="requests before counting")
     parser.add_argument("--no-valgrind", action="store_true", help="skip the instruction counts")

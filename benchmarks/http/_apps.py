@@ -15,7 +15,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, cast
 
-__all__ = ["AIOHTTP_VARIANTS", "ASGI_VARIANTS", "BARE_BODY", "aiohttp_app", "asgi_app"]
+__all__ = [
+    "AIOHTTP_VARIANTS",
+    "ASGI_VARIANTS",
+    "BARE_BODY",
+    "VARIANTS",
+    "aiohttp_app",
+    "asgi_app",
+]
 
 ASGI_VARIANTS: Final = (
     "bare",
@@ -24,7 +31,9 @@ ASGI_VARIANTS: Final = (
     "starlette-context",
     "hand-written",
 )
-AIOHTTP_VARIANTS: Final = ("bare", "aiocontext", "hand-written")
+AIOHTTP_VARIANTS: Final = ("bare", "aiocontext", "hand-written", "hand-written-all")
+#: Every variant, in table order.
+VARIANTS: Final = (*ASGI_VARIANTS, "hand-written-all")
 BARE_BODY: Final = "-"
 
 # The hand-written middlewares' whole state: one ContextVar; the same validation as
@@ -86,6 +95,10 @@ class HandWrittenASGI:
             _VAR.reset(token)
 
 
+def _no_sentry(correlation_id: str) -> None:
+    """asgi-correlation-id's Sentry extension when sentry-sdk is not installed."""
+
+
 def asgi_app(variant: str, stop: Stop) -> Any:
     """The Starlette application of ``variant``; ``GET /stop`` calls ``stop``."""
     from starlette.applications import Starlette
@@ -106,7 +119,14 @@ def asgi_app(variant: str, stop: Stop) -> Any:
     elif variant == "asgi-correlation-id":
         from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 
-        middleware.append(Middleware(CorrelationIdMiddleware))
+        class WithoutSentry(CorrelationIdMiddleware):
+            """As installed without sentry-sdk (the bench group): with it (a dev venv has
+            it) every request also sets a Sentry tag, which is not what is compared."""
+
+            def __post_init__(self) -> None:
+                self.sentry_extension = _no_sentry
+
+        middleware.append(Middleware(WithoutSentry))
         read = lambda: correlation_id.get() or ""  # noqa: E731 - one expression per variant
     elif variant == "starlette-context":
         from starlette_context import context as sc_context
@@ -148,6 +168,8 @@ def aiohttp_app(variant: str, stop: Stop) -> Any:
         read = lambda: context["request_id"]  # noqa: E731 - one expression per variant
     elif variant == "hand-written":
         app.middlewares.append(_make_hand_written_aiohttp())
+    elif variant == "hand-written-all":
+        _set_up_hand_written_all(app)
     elif variant != "bare":
         raise ValueError(
             f"unknown aiohttp variant {variant!r}: one of {', '.join(AIOHTTP_VARIANTS)}"
@@ -182,3 +204,32 @@ def _make_hand_written_aiohttp() -> Any:
         return response
 
     return hand_written
+
+
+def _set_up_hand_written_all(app: Any) -> None:
+    """The smallest middleware giving what ``aiocontext.aiohttp.setup()`` guarantees beyond
+    ``hand-written``: the id kept on the request (``get_request_id``), and the header set as
+    each response is prepared, so that streamed responses and aiohttp's 500 page carry it."""
+    from aiohttp import web
+
+    key = web.RequestKey("request_id", str)
+
+    @web.middleware
+    async def hand_written_all(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request_id = _valid(request.headers.get("X-Request-ID"))
+        request[key] = request_id
+        token = _VAR.set(request_id)
+        try:
+            return await handler(request)
+        finally:
+            _VAR.reset(token)
+
+    async def set_header(request: web.Request, response: web.StreamResponse) -> None:
+        request_id = request.get(key)
+        if request_id is not None:
+            response.headers["X-Request-ID"] = request_id
+
+    app.middlewares.append(hand_written_all)
+    app.on_response_prepare.append(set_header)

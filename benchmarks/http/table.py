@@ -14,7 +14,7 @@ import statistics
 import sys
 from typing import Any
 
-from ._apps import ASGI_VARIANTS
+from ._apps import VARIANTS
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -26,8 +26,8 @@ def _load(path: str) -> dict[str, Any]:
 def instructions_table(after: dict[str, Any], before: dict[str, Any], mode: str) -> list[str]:
     """Rows: per stack, instructions per request (thousands) and the cost over bare."""
     lines = [
-        f"| stack (id {mode}) | " + " | ".join(ASGI_VARIANTS) + " |",
-        "|---" * (len(ASGI_VARIANTS) + 1) + "|",
+        f"| stack (id {mode}) | " + " | ".join(VARIANTS) + " |",
+        "|---" * (len(VARIANTS) + 1) + "|",
     ]
     for stack, figures in after.items():
         if stack == "header" or "instructions" not in figures:
@@ -36,7 +36,7 @@ def instructions_table(after: dict[str, Any], before: dict[str, Any], mode: str)
         old = before.get(stack, {}).get("instructions", {})
         bare = counts.get("bare", {}).get(mode)
         cells: list[str] = []
-        for variant in ASGI_VARIANTS:
+        for variant in VARIANTS:
             if variant not in counts:
                 cells.append("--")
                 continue
@@ -54,8 +54,8 @@ def instructions_table(after: dict[str, Any], before: dict[str, Any], mode: str)
 def throughput_table(after: dict[str, Any]) -> list[str]:
     """Rows: per stack, the median per-round req/s ratio to bare, and bare's median req/s."""
     lines = [
-        "| stack | bare req/s | " + " | ".join(ASGI_VARIANTS[1:]) + " |",
-        "|---" * (len(ASGI_VARIANTS) + 1) + "|",
+        "| stack | bare req/s | " + " | ".join(VARIANTS[1:]) + " |",
+        "|---" * (len(VARIANTS) + 1) + "|",
     ]
     for stack, figures in after.items():
         if stack == "header" or "req/s" not in figures:
@@ -63,7 +63,7 @@ def throughput_table(after: dict[str, Any]) -> list[str]:
         samples = figures["req/s"]
         bare = samples["bare"]
         cells = [f"{statistics.median(bare):,.0f}"]
-        for variant in ASGI_VARIANTS[1:]:
+        for variant in VARIANTS[1:]:
             if variant not in samples:
                 cells.append("--")
                 continue
@@ -76,8 +76,8 @@ def throughput_table(after: dict[str, Any]) -> list[str]:
 def memory_table(after: dict[str, Any]) -> list[str]:
     """Rows: per stack, RSS (MiB) and its growth (KiB) over the second batch of requests."""
     lines = [
-        "| stack | " + " | ".join(ASGI_VARIANTS) + " |",
-        "|---" * (len(ASGI_VARIANTS) + 1) + "|",
+        "| stack | " + " | ".join(VARIANTS) + " |",
+        "|---" * (len(VARIANTS) + 1) + "|",
     ]
     for stack, figures in after.items():
         if stack == "header" or "memory" not in figures:
@@ -85,7 +85,7 @@ def memory_table(after: dict[str, Any]) -> list[str]:
         memory = figures["memory"]
         cells = [
             f"{memory[v][0] / 1024:.1f} MiB, {memory[v][1]:+d} KiB" if v in memory else "--"
-            for v in ASGI_VARIANTS
+            for v in VARIANTS
         ]
         lines.append(f"| {stack} | " + " | ".join(cells) + " |")
     return lines

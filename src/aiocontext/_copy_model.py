@@ -49,14 +49,24 @@ def _noop() -> None:
 class CopyModel(DataModel):
     """The data model of ``Copy()``: a dict replaced on every write."""
 
-    __slots__ = ()
+    __slots__ = ("_here",)
     at_spawn = FREE
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        # The view of "the running code's data": it holds no state of its own, so one serves
+        # every restore() block (no view built per block).
+        self._here = CopyView(self, None)
 
     def root(self, owner: object, coro: object = None) -> Any:
         return {}
 
     def holding(self, values: Mapping[Any, Any]) -> Any:
         return dict(values)
+
+    def setter(self) -> Callable[[dict[Any, Any]], contextvars.Token[Any]]:
+        # A dict its caller gives up is held as it is: no copy, one var.set.
+        return self.var.set
 
     def setitem(self, key: Any, value: Any) -> None:
         data = self.var.get()
@@ -77,7 +87,7 @@ class CopyModel(DataModel):
         return CopyView(self, current_task())
 
     def here(self) -> MutableMapping[Any, Any]:
-        return CopyView(self, None)  # the running code's data, with no task to look up
+        return self._here  # the running code's data, with no task to look up
 
     def data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
         self.value_of(task)
@@ -138,6 +148,9 @@ class DeepCopyModel(CopyModel):
 
     def holding(self, values: Mapping[Any, Any]) -> Any:
         return self.policy.inherit(dict(values))
+
+    def setter(self) -> Callable[[dict[Any, Any]], contextvars.Token[Any]]:
+        return DataModel.setter(self)  # a deep copy, as restore() makes
 
     def spawn(self, parent: Any, spawn: Spawn) -> None:
         if parent is not self.unbound:

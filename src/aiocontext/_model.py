@@ -100,6 +100,17 @@ class DataModel(abc.ABC):
     def holding(self, values: Mapping[Any, Any]) -> Any:
         """The variable's value for ``restore(values)`` in the running code: a private copy."""
 
+    def setter(self) -> Callable[[dict[Any, Any]], contextvars.Token[Any]]:
+        """How to make a new ``dict`` the running code's data (the request middlewares'
+        ``restore()``): a callable that sets the variable to what :meth:`holding` makes of it
+        and returns the ``var.set`` token. Its caller gives the dict up."""
+        var, holding = self.var, self.holding
+
+        def set_holding(values: dict[Any, Any]) -> contextvars.Token[Any]:
+            return var.set(holding(values))
+
+        return set_holding
+
     def spawn(self, parent: Any, spawn: Spawn) -> None:  # noqa: B027 - a hook, empty by default
         """Add to ``spawn`` what a child of code whose value is ``parent`` needs."""
 

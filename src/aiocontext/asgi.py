@@ -70,6 +70,7 @@ from ._errors import EventLoopError
 from ._integration import check_propagator, header_pairs
 from ._key import Key
 from ._request_id import is_valid, new_request_id
+from ._scoped import RequestScope
 from .propagation import Propagator
 
 __all__ = ["ASGIApp", "Message", "Receive", "RequestIdMiddleware", "Scope", "Send"]
@@ -170,6 +171,7 @@ class RequestIdMiddleware:
         "_last_loop",
         "_propagator",
         "_response_header",
+        "_scope",
         "_state_name",
     )
 
@@ -201,6 +203,7 @@ class RequestIdMiddleware:
         self._propagator = None if propagator is None else check_propagator(propagator)
         self._app = app
         self._context = context
+        self._scope = RequestScope(context)
         self._header = _header_name(header)
         self._key = key
         self._state_name = key if isinstance(key, str) else key.name
@@ -243,8 +246,14 @@ class RequestIdMiddleware:
         scope = self._with_state(scope, request_id)
         if self._response_header:
             send = _id_sender(send, (self._header, request_id.encode("latin-1")))
-        with self._context.restore({self._key: request_id}):
+        # restore({key: request_id}) at the floor's cost: the dict is ours, so it is held as
+        # it is (one var.set under Copy()), with no view to return.
+        request_scope = self._scope
+        token = request_scope.enter({self._key: request_id})
+        try:
             await self._app(scope, receive, send)
+        finally:
+            request_scope.leave(token)
 
     async def _call_propagating(
         self,
