@@ -58,6 +58,7 @@ class TestImports:
             "aiocontext._owned_model",
             "aiocontext._registry",
             "aiocontext._scoped",
+            "aiocontext._served",
             "aiocontext._share_model",
             "aiocontext._views",
         }

@@ -20,8 +20,7 @@ import weakref
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
-from ._copy_model import task_context
-from ._data import PENDING, current_task, frozen_owner, in_own_context, owner_ref
+from ._data import PENDING, current_task, frozen_owner, in_own_context, owner_ref, task_context
 from ._model import OWNER, DataModel, Spawn
 from ._policy import Layers, layers_over
 from ._views import HereView
@@ -153,7 +152,7 @@ class ChainModel(DataModel):
         return layers
 
     def data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
-        layers = self.context._value_of(task)
+        layers = self.task_value(task)
         if layers.owner() is task:
             return layers  # type: ignore[no-any-return]
         mine = _over(layers, weakref.ref(task))

@@ -32,6 +32,7 @@ __all__ = [
     "frozen_owner",
     "in_own_context",
     "owner_ref",
+    "task_context",
 ]
 
 
@@ -92,6 +93,22 @@ else:
     def in_own_context(task: asyncio.Task[Any]) -> bool:
         """Python 3.11 cannot tell a task's context from a copy of it run inside the task."""
         return True
+
+
+if sys.version_info >= (3, 12):
+
+    def task_context(task: asyncio.Task[Any]) -> contextvars.Context:
+        """``task``'s ``contextvars`` context."""
+        return task.get_context()
+
+else:
+
+    def task_context(task: asyncio.Task[Any]) -> contextvars.Context:
+        """Python 3.11 has no ``Task.get_context()``."""
+        raise NotImplementedError(
+            "reading another task's data needs Task.get_context(), new in Python 3.12: "
+            "read it from inside that task instead"
+        )
 
 
 def checked_mapping(policy: PropagationPolicy, method: str, value: object) -> Any:
