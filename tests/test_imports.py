@@ -53,6 +53,7 @@ class TestImports:
             "aiocontext._copy_model",
             "aiocontext._data",
             "aiocontext._factory",
+            "aiocontext._layers",
             "aiocontext._model",
             "aiocontext._models",
             "aiocontext._owned_model",

@@ -21,7 +21,8 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Final, NoReturn
 
-from ._policy import PropagationPolicy, nobody
+from ._layers import nobody
+from ._policy import PropagationPolicy
 
 __all__ = [
     "PENDING",
