@@ -42,12 +42,12 @@ class CopyModel(DataModel):
         return dict(values)
 
     def setitem(self, key: Any, value: Any) -> None:
-        data = self.var.get()
-        if data is self.unbound:
-            data = self.context._missing()
-        data = data.copy()  # a dict's copy() is its fastest copy (cheaper than {**data})
+        var = self.var
+        # A dict's copy() is its fastest copy (cheaper than {**data}); the no-data marker's
+        # copy() resolves it first (root data, or the error that says why there is none).
+        data = var.get().copy()
         data[key] = value
-        self.var.set(data)
+        var.set(data)
 
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         data = self.current().copy()

@@ -168,6 +168,10 @@ class Unbound(dict[Any, Any]):
     def get(self, key: Any, default: Any = None, /) -> Any:
         return self.resolve().get(key, default)
 
+    def copy(self) -> Any:
+        """A copy of the running code's data (a plain ``dict`` copy would be empty)."""
+        return self.resolve().copy()
+
     def _refuse(self) -> NoReturn:
         raise TypeError(
             f"{self!r} is the shared no-data marker and cannot be written: write through "
