@@ -106,18 +106,22 @@ class Layers(collections.ChainMap[_K, _V]):
     def __getitem__(self, key: _K) -> _V:
         layers: Layers[_K, _V] | None = self
         while layers is not None:
-            value = layers.top.get(key, _NOTHING)
-            if value is not _NOTHING:
-                return value  # type: ignore[no-any-return]
+            top = layers.top
+            if top:  # (most layers of a deep chain are empty)
+                value = top.get(key, _NOTHING)
+                if value is not _NOTHING:
+                    return value  # type: ignore[no-any-return]
             layers = layers.below
         return self.__missing__(key)
 
     def get(self, key: _K, default: Any = None) -> Any:
         layers: Layers[_K, _V] | None = self
         while layers is not None:
-            value = layers.top.get(key, _NOTHING)
-            if value is not _NOTHING:
-                return value
+            top = layers.top
+            if top:
+                value = top.get(key, _NOTHING)
+                if value is not _NOTHING:
+                    return value
             layers = layers.below
         return default
 
