@@ -49,6 +49,18 @@ class TestLayersChain:
         assert (True, True) == (child.below is parent, grandchild.below is child)
         assert {"a": 1, "b": 2, "c": 3} == dict(grandchild)
 
+    def test_inherit_of_a_plain_chainmap_layers_over_its_maps(self) -> None:
+        """``ChainMap().inherit()`` of a ``collections.ChainMap`` that is not ``Layers``
+        puts a new layer over its maps themselves."""
+        first, second = {"a": 1}, {"b": 2}
+        child = ChainMap().inherit(collections.ChainMap(first, second))
+        assert isinstance(child, Layers)
+        assert ([{}, first, second], True, True) == (
+            child.maps,
+            child.maps[1] is first,
+            child.maps[2] is second,
+        )
+
     def test_new_child_copy_and_parents_work_as_for_a_chainmap(self) -> None:
         """ChainMap's methods that build new ChainMaps from ``maps`` work on layers."""
         layers: Layers[str, int] = Layers({"a": 1}, {"b": 2})
