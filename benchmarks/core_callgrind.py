@@ -29,8 +29,9 @@ OPERATIONS: Final[dict[str, str]] = {
     "uvloop spawn Share": "the same, one Share() context attached",
     "write Share 8": "ctx[k] = v, Share(), 8 keys",
     "write ChainMap 8": "ctx[k] = v, ChainMap(), 8 keys (the task owns its layer)",
-    "read ChainMap gen 1": "ctx[k] of the first task's key, ChainMap(), generation 1",
-    "read ChainMap gen 20000": "the same after 20,000 successor generations",
+    "read ChainMap gen 1": "ctx[k] of the key its creator wrote, ChainMap(), generation 1",
+    "read ChainMap gen 20000": "the same in the 20,000th successor generation",
+    "read ChainMap depth 100": "the same 100 levels down a chain of running tasks",
     "restore bare": "token = var.set(dict(d)); var.reset(token): the floor",
     "restore Copy": "with ctx.restore(d): pass, Copy(), 3 keys",
     "update Copy 1000": "ctx.update(1,000 keys), Copy()",
@@ -41,6 +42,7 @@ RATIOS: Final = [
     ("uvloop spawn Share", "uvloop spawn floor object"),
     ("write ChainMap 8", "write Share 8"),
     ("read ChainMap gen 20000", "read ChainMap gen 1"),
+    ("read ChainMap depth 100", "read ChainMap gen 1"),
     ("restore Copy", "restore bare"),
 ]
 
@@ -50,8 +52,9 @@ class _Forwarding:
         return asyncio.Task(coro, loop=loop, **kwargs)
 
 
-async def _chain(ctx: Any, generations: int) -> None:
-    """Successor generations under ChainMap(): each spawns the next and ends."""
+async def _chain(ctx: Any, generations: int, reads: int) -> None:
+    """Successor generations under ChainMap(): each spawns the next and ends; the last one
+    reads the first one's key ``reads`` times."""
     done = asyncio.get_running_loop().create_future()
     tasks: list[Any] = []
 
@@ -59,11 +62,23 @@ async def _chain(ctx: Any, generations: int) -> None:
         if n < generations:
             tasks.append(asyncio.create_task(generation(n + 1)))
         else:
+            _read(ctx, reads)
             done.set_result(None)
 
-    ctx["root"] = 0
-    tasks.append(asyncio.create_task(generation(1)))
+    async def first() -> None:
+        ctx["root"] = 0
+        tasks.append(asyncio.create_task(generation(1)))
+
+    tasks.append(asyncio.create_task(first()))
     await done
+
+
+async def _descend(ctx: Any, depth: int, reads: int) -> None:
+    """A chain of running tasks under ChainMap(): each awaits the next; the last reads."""
+    if depth > 1:
+        await asyncio.create_task(_descend(ctx, depth - 1, reads))
+    else:
+        _read(ctx, reads)
 
 
 def run(operation: str, n: int) -> None:
@@ -108,11 +123,12 @@ def run(operation: str, n: int) -> None:
         ctx = Context(policies[words[1]]).attach(loop)
 
         async def main() -> None:
-            if operation.startswith("read"):
-                await _chain(ctx, int(words[-1]))
-                await asyncio.sleep(0)
-                reader = asyncio.create_task(_read(ctx, n))
-                await reader
+            if words[2] == "depth":
+                ctx["root"] = 0
+                await _descend(ctx, int(words[-1]), n)
+                return
+            if words[0] == "read":
+                await _chain(ctx, int(words[-1]), n)
                 return
             ctx.update({f"k{i}": i for i in range(7)})
             ctx["own"] = 0
@@ -141,7 +157,7 @@ def run(operation: str, n: int) -> None:
     loop.close()
 
 
-async def _read(ctx: Any, n: int) -> None:
+def _read(ctx: Any, n: int) -> None:
     for _ in range(n):
         ctx["root"]
 

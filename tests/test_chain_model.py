@@ -1,17 +1,18 @@
-"""Tests for the ``ChainMap()`` data model (``_chain_model``) and its ``Layers``: how many
-layers a chain of tasks holds, and lookups racing with deletions."""
+"""Tests for the ``ChainMap()`` data model (``_chain_model``): how many layers a chain of
+tasks holds, and what a live chain costs in memory."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import threading
+import gc
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from aiocontext import ChainMap, Context, ContextRegistry
-from aiocontext._policy import Layers
+from aiocontext._layers import Layers
 
 
 class TestLayersBounded:
@@ -59,36 +60,72 @@ class TestLayersBounded:
         expected = {"root": 0, **{f"g{n}": n for n in range(50, 201, 50)}}
         assert expected == await asyncio.create_task(generation(1))
 
+    @pytest.mark.asyncio
+    async def test_overlapping_generations_hold_a_layer_per_running_task_and_writer(
+        self,
+    ) -> None:
+        """A task that spawns its successor and ends a few steps later (so that the next
+        ones are pushed over its layer while it still runs): the layers of finished tasks
+        that never wrote are unlinked further down the chain too, so 300 generations hold
+        the running tasks' layers and the writers' only."""
+        ctx: Context[str, Any] = Context(ChainMap(), registry=ContextRegistry()).attach()
+        depths: list[int] = []
+        last = asyncio.get_running_loop().create_future()
+        tasks: list[asyncio.Task[None]] = []
 
-class TestLayersLookups:
-    def test_a_concurrent_delete_is_a_miss_not_a_false_key_error(self) -> None:
-        """Each layer is read once: a key deleted from a lower layer by another thread while
-        a read runs is either found or missed, never a ``KeyError`` for a key the read saw
-        (defect 11)."""
-        top: dict[str, int] = {}
-        bottom: dict[str, int] = {"k": 1}
-        layers: Layers[str, int] = Layers(top, bottom)
-        stop = threading.Event()
+        async def generation(n: int) -> None:
+            if n % 100 == 0:
+                ctx[f"g{n}"] = n
+            layers: Layers[str, Any] = ctx._var.get()  # pyright: ignore[reportPrivateUsage]
+            depths.append(len(layers.maps))
+            if n == 300:
+                last.set_result(dict(ctx))
+                return
+            tasks.append(asyncio.create_task(generation(n + 1)))
+            for _ in range(3):  # the successor and its own successors start meanwhile
+                await asyncio.sleep(0)
 
-        def toggle() -> None:
-            while not stop.is_set():
-                bottom.pop("k", None)
-                bottom["k"] = 1
+        async def first() -> None:
+            ctx["root"] = "r"
+            tasks.append(asyncio.create_task(generation(1)))
 
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)  # switch threads as often as possible
-        thread = threading.Thread(target=toggle)
-        thread.start()
-        results: set[object] = set()
-        try:
-            for _ in range(20_000):
-                results.add(layers.get("k", None))
-                try:
-                    results.add(layers["k"])
-                except KeyError:
-                    results.add("miss")
-        finally:
-            stop.set()
-            thread.join()
-            sys.setswitchinterval(interval)
-        assert results <= {1, None, "miss"}
+        await asyncio.create_task(first())
+        assert {"root": "r", "g100": 100, "g200": 200, "g300": 300} == await last
+        await asyncio.gather(*tasks)
+        assert max(depths) <= 10
+
+
+async def _live_chain(depth: int, at_bottom: Callable[[], int]) -> int:
+    """``depth`` tasks, each creating the next and awaiting it; the last calls ``at_bottom``."""
+    if depth > 1:
+        return await asyncio.create_task(_live_chain(depth - 1, at_bottom))
+    return at_bottom()
+
+
+class TestLiveChainMemory:
+    @pytest.mark.asyncio
+    async def test_memory_per_level_does_not_grow_with_depth(self) -> None:
+        """A live chain of tasks, each with a layer of its own over its parent's, costs
+        memory linear in its depth: per level, a chain of 1,000 costs less than 1.5 times
+        what a chain of 250 does (when each level held a list of every layer, 3 times)."""
+        ctx: Context[str, Any] = Context(ChainMap(), registry=ContextRegistry()).attach()
+
+        def traced() -> int:
+            assert "r" == ctx["root"]
+            gc.collect()
+            return tracemalloc.get_traced_memory()[0]
+
+        async def per_level(depth: int) -> float:
+            ctx["root"] = "r"
+            gc.collect()
+            tracemalloc.start()
+            try:
+                start = tracemalloc.get_traced_memory()[0]
+                return (await _live_chain(depth, traced) - start) / depth
+            finally:
+                tracemalloc.stop()
+
+        await asyncio.create_task(per_level(50))  # warm-up: first-use allocations
+        small = await asyncio.create_task(per_level(250))
+        large = await asyncio.create_task(per_level(1_000))
+        assert large < 1.5 * small

@@ -53,11 +53,13 @@ class TestImports:
             "aiocontext._copy_model",
             "aiocontext._data",
             "aiocontext._factory",
+            "aiocontext._layers",
             "aiocontext._model",
             "aiocontext._models",
             "aiocontext._owned_model",
             "aiocontext._registry",
             "aiocontext._scoped",
+            "aiocontext._served",
             "aiocontext._share_model",
             "aiocontext._views",
         }

@@ -18,12 +18,11 @@ import contextvars
 import sys
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
-from ._copy_model import task_context
-from ._data import PENDING, current_task, frozen_owner, in_own_context, owner_ref
+from ._data import PENDING, current_task, frozen_owner, in_own_context, owner_ref, task_context
+from ._layers import Layers, layer
 from ._model import OWNER, DataModel, Spawn
-from ._policy import Layers, layers_over
 from ._views import HereView
 
 __all__ = ["ChainModel"]
@@ -33,32 +32,39 @@ _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 
 
-if sys.version_info >= (3, 12):
-    _PROBE: contextvars.ContextVar[object] = contextvars.ContextVar("aiocontext.chain_probe")
+#: What the owner's write sets to tell the task's own context from a copy of it.
+_PROBE: contextvars.ContextVar[object] = contextvars.ContextVar("aiocontext.chain_probe")
 
-    def _in_own_context(task: asyncio.Task[Any], layers: object) -> bool:
-        """``in_own_context`` for the owner's write, with its layers as the marker."""
-        token = _PROBE.set(layers)
-        own = task.get_context().get(_PROBE) is layers
-        _PROBE.reset(token)
-        return own
 
-else:
+#: How many layers below a new one a push looks through for frozen empty layers to unlink:
+#: enough for the tasks that are still running over a chain, few enough that a push in a
+#: chain of thousands of running tasks costs no more than a few reads.
+_LOOK: Final = 16
 
-    def _in_own_context(task: asyncio.Task[Any], layers: object) -> bool:
-        """Python 3.11 cannot tell a task's context from a copy of it run inside the task."""
-        return True
+
+def _unfrozen(layers: Layers[Any, Any] | None) -> Layers[Any, Any] | None:
+    """``layers`` less the layers on its top that hold nothing and can never change again."""
+    while layers is not None and not layers.top and frozen_owner(layers.owner):
+        layers = layers.below
+    return layers
 
 
 def _over(layers: Layers[Any, Any], owner: Callable[[], object]) -> Layers[Any, Any]:
-    """A new empty layer owned by ``owner`` over ``layers``, less the frozen empty ones."""
-    maps: list[MutableMapping[Any, Any]] = [{}]
-    below: list[Callable[[], object]] = []
-    for mapping, mapping_owner in zip(layers.maps, [layers.owner, *layers.below], strict=True):
-        if mapping or not frozen_owner(mapping_owner):
-            maps.append(mapping)
-            below.append(mapping_owner)
-    return layers_over(maps, owner, below)
+    """A new empty layer owned by ``owner`` over ``layers``, less the frozen empty ones.
+
+    The frozen empty layers just below are skipped; those a little further down (under
+    layers of tasks that were still running when they were pushed) are unlinked from the
+    chain, which every chain built over it shares: they hold nothing, so no read changes.
+    """
+    below = _unfrozen(layers)
+    node = below
+    for _ in range(_LOOK):
+        if node is None:
+            break
+        after = _unfrozen(node.below)
+        node.below = after
+        node = after
+    return layer({}, owner, below)
 
 
 class ChainModel(DataModel):
@@ -68,12 +74,12 @@ class ChainModel(DataModel):
     at_spawn = OWNER
 
     def root(self, owner: object, coro: object = None) -> Any:
-        layers: Layers[Any, Any] = layers_over([{}], owner_ref(owner))
+        layers: Layers[Any, Any] = layer({}, owner_ref(owner))
         layers.coro = coro
         return layers
 
     def holding(self, values: Mapping[Any, Any]) -> Any:
-        return layers_over([dict(values)], owner_ref(current_task()))
+        return layer(dict(values), owner_ref(current_task()))
 
     def spawn(self, parent: Any, spawn: Spawn) -> None:
         creator = spawn.creator()
@@ -95,25 +101,44 @@ class ChainModel(DataModel):
 
     # -- writing -------------------------------------------------------------------------
 
-    def setitem(self, key: Any, value: Any) -> None:
-        layers = self.var.get()
-        loop = _get_running_loop()
-        if (
-            layers is not self.unbound
-            and loop is not None
-            and (task := _current_task(loop)) is not None
-            and layers.owner() is task
-            and _in_own_context(task, layers)
-        ):
-            layers.maps[0][key] = value  # the owner's write, the common case
-        else:
-            self.writable().maps[0][key] = value
+    if sys.version_info >= (3, 12):
+
+        def setitem(self, key: Any, value: Any) -> None:
+            layers = self.var.get()
+            if layers is not self.unbound:
+                owner = layers.owner()
+                if owner is not None and owner is not PENDING:
+                    # The owner's write, the common case, is made in place if the running
+                    # code is that task in its own contextvars context, not in a copy of it
+                    # (copy_context().run(...) inside the task): a new value set here is
+                    # seen in the task's context only if that is the running one. (Set,
+                    # never reset: the probe keeps its last value, a new object each time.)
+                    marker: list[Any] = []  # (a list: the cheapest new object)
+                    _PROBE.set(marker)
+                    if owner.get_context().get(_PROBE) is marker:
+                        layers.top[key] = value
+                        return
+            self.writable().top[key] = value
+
+    else:
+
+        def setitem(self, key: Any, value: Any) -> None:
+            layers = self.var.get()
+            loop = _get_running_loop()
+            if (
+                layers is not self.unbound
+                and loop is not None
+                and layers.owner() is _current_task(loop) is not None
+            ):  # Python 3.11 cannot tell a task's context from a copy of it run inside the task
+                layers.top[key] = value
+                return
+            self.writable().top[key] = value
 
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         return change(self.writable())
 
     def own(self) -> Mapping[Any, Any]:
-        return self.writable().maps[0]
+        return self.writable().top
 
     def writable(self) -> Layers[Any, Any]:
         """Layers whose top one the running code may write in place.
@@ -134,10 +159,9 @@ class ChainModel(DataModel):
             elif owner is task:
                 return layers
         if owner is None:  # code outside tasks made these: copy its layer, never share it
-            mine = layers_over([dict(layers.maps[0]), *layers.maps[1:]], None, layers.below)
+            mine = layer(dict(layers.top), owner_ref(task), layers.below)
         else:
             mine = _over(layers, owner_ref(task))
-        mine.owner = owner_ref(task)
         self.var.set(mine)
         return mine
 
@@ -153,7 +177,7 @@ class ChainModel(DataModel):
         return layers
 
     def data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
-        layers = self.context._value_of(task)
+        layers = self.task_value(task)
         if layers.owner() is task:
             return layers  # type: ignore[no-any-return]
         mine = _over(layers, weakref.ref(task))

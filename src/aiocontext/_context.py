@@ -22,7 +22,7 @@ from typing_extensions import TypeVar
 
 from . import _factory as _factory_module
 from . import _registry as _registry_module
-from ._advice import Situation, no_loop, not_attached
+from ._advice import Situation, no_loop
 from ._checks import (
     ContextHandle,
     check_context,
@@ -33,17 +33,17 @@ from ._checks import (
     is_key,
     is_mapping,
 )
-from ._copy_model import task_context as _task_context
 from ._data import Unbound, current_task
-from ._errors import EventLoopError, TaskContextError, TaskFactoryError
+from ._errors import EventLoopError
 from ._factory import TaskFactoryWrapper
 from ._key import MISSING, Key
-from ._loops import ATTACH_LOCK, check_loop
+from ._loops import check_loop, loop_or_running
 from ._model import DataModel
 from ._models import model_for
 from ._policy import Copy, PropagationPolicy
 from ._registry import ContextRegistry, check_registry, registry_or_default
 from ._scoped import Binding, Restoring
+from ._served import check_served
 
 if TYPE_CHECKING:
     from _typeshed import SupportsGetItem, SupportsKeysAndGetItem
@@ -168,24 +168,7 @@ class Context(ContextHandle, MutableMapping[K, V]):
 
     def _check_served(self, loop: asyncio.AbstractEventLoop) -> None:
         """Raise unless the context is attached to ``loop`` and its wrapper serves it."""
-        wrapper = TaskFactoryWrapper.of(loop)
-        if wrapper is not None and wrapper.propagates(self):
-            return
-        with ATTACH_LOCK:  # an attach or detach in another thread may be half done: wait
-            wrapper = TaskFactoryWrapper.of(loop)
-            if wrapper is not None and wrapper.propagates(self):
-                return
-            attached = self._registry.is_attached(self, loop)
-        if attached:
-            raise TaskFactoryError(
-                f"{self!r} is attached to {loop!r} but the loop's task factory was replaced "
-                "since, so tasks no longer get their data: set custom task factories before "
-                "attaching, or call ctx.attach(loop) again to wrap the new one"
-            )
-        raise TaskContextError(
-            f"{self!r} is not attached to the running loop {loop!r}, so this task has no "
-            f"data: {not_attached(Situation.here(loop))}"
-        )
+        check_served(self, loop)
 
     def __repr__(self) -> str:
         return f"Context(policy={self._policy!r}, name={self._name!r})"
@@ -250,7 +233,7 @@ class Context(ContextHandle, MutableMapping[K, V]):
             EventLoopError: ``loop`` is ``None`` and no loop is running, or the loop is closed.
             TypeError: ``loop`` is not an event loop.
         """
-        loop = self._loop_or_running(loop, "attach")
+        loop = loop_or_running(loop, self, "attach")
         caller_root = None
         if loop is _get_running_loop() and self._var.get() is self._unbound:
             # The calling code gets its data now, so that what it starts before touching
@@ -275,7 +258,7 @@ class Context(ContextHandle, MutableMapping[K, V]):
         """
         if loop is None and _get_running_loop() is None and not self._registry.loops(self):
             return
-        self._registry.detach(self, self._loop_or_running(loop, "detach"))
+        self._registry.detach(self, loop_or_running(loop, self, "detach"))
 
     def is_attached(self, loop: asyncio.AbstractEventLoop | None = None) -> bool:
         """Return whether the context is attached to ``loop`` (default: the running loop).
@@ -290,19 +273,6 @@ class Context(ContextHandle, MutableMapping[K, V]):
             if loop is None:
                 return False
         return self._registry.is_attached(self, check_loop(loop))
-
-    def _loop_or_running(
-        self, loop: asyncio.AbstractEventLoop | None, verb: str
-    ) -> asyncio.AbstractEventLoop:
-        if loop is not None:
-            return check_loop(loop)
-        running = _get_running_loop()
-        if running is None:
-            raise EventLoopError(
-                f"{self!r}.{verb}() needs a loop: no event loop is running in this thread, "
-                f"so pass one: ctx.{verb}(loop)"
-            )
-        return running
 
     # -- the live mapping ------------------------------------------------------------------
 
@@ -327,16 +297,6 @@ class Context(ContextHandle, MutableMapping[K, V]):
         if task is not None and check_task(task) is not running:
             return self._model.data_of(task)
         return self._model.view()
-
-    def _value_of(self, task: asyncio.Task[Any]) -> Any:
-        """Another task's value of the variable, root data stored first if it has none."""
-        task_context = _task_context(task)
-        data = task_context.get(self._var, self._unbound)
-        if data is self._unbound:
-            self._check_served(task.get_loop())
-            data = self._model.root(task)
-            task_context.run(self._var.set, data)
-        return data
 
     # -- the rest of the MutableMapping API ---------------------------------------------------
 

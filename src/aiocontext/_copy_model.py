@@ -13,33 +13,16 @@ root made at spawn, and it costs a spawn nothing.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
-from ._data import current_task
+from ._data import current_task, task_context
 from ._errors import TaskContextError
 from ._model import FREE, WORK, DataModel, Spawn
 
-__all__ = ["CopyModel", "CopyView", "DeepCopyModel", "task_context"]
+__all__ = ["CopyModel", "CopyView", "DeepCopyModel"]
 
 _T = TypeVar("_T")
-
-if sys.version_info >= (3, 12):
-
-    def task_context(task: asyncio.Task[Any]) -> contextvars.Context:
-        """``task``'s ``contextvars`` context."""
-        return task.get_context()
-
-else:
-
-    def task_context(task: asyncio.Task[Any]) -> contextvars.Context:
-        """Python 3.11 has no ``Task.get_context()``."""
-        raise NotImplementedError(
-            "reading another task's data needs Task.get_context(), new in Python 3.12: "
-            "read it from inside that task instead"
-        )
 
 
 def _noop() -> None:
@@ -69,12 +52,12 @@ class CopyModel(DataModel):
         return self.var.set
 
     def setitem(self, key: Any, value: Any) -> None:
-        data = self.var.get()
-        if data is self.unbound:
-            data = self.context._missing()
-        data = data.copy()  # a dict's copy() is its fastest copy (cheaper than {**data})
+        var = self.var
+        # A dict's copy() is its fastest copy (cheaper than {**data}); the no-data marker's
+        # copy() resolves it first (root data, or the error that says why there is none).
+        data = var.get().copy()
         data[key] = value
-        self.var.set(data)
+        var.set(data)
 
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         data = self.current().copy()

@@ -21,7 +21,8 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Final, NoReturn
 
-from ._policy import PropagationPolicy, nobody
+from ._layers import nobody
+from ._policy import PropagationPolicy
 
 __all__ = [
     "PENDING",
@@ -32,6 +33,7 @@ __all__ = [
     "frozen_owner",
     "in_own_context",
     "owner_ref",
+    "task_context",
 ]
 
 
@@ -94,6 +96,22 @@ else:
         return True
 
 
+if sys.version_info >= (3, 12):
+
+    def task_context(task: asyncio.Task[Any]) -> contextvars.Context:
+        """``task``'s ``contextvars`` context."""
+        return task.get_context()
+
+else:
+
+    def task_context(task: asyncio.Task[Any]) -> contextvars.Context:
+        """Python 3.11 has no ``Task.get_context()``."""
+        raise NotImplementedError(
+            "reading another task's data needs Task.get_context(), new in Python 3.12: "
+            "read it from inside that task instead"
+        )
+
+
 def checked_mapping(policy: PropagationPolicy, method: str, value: object) -> Any:
     """``value`` if it is a mutable mapping, else the ``TypeError`` that names the policy."""
     if isinstance(value, MutableMapping):
@@ -149,6 +167,10 @@ class Unbound(dict[Any, Any]):
 
     def get(self, key: Any, default: Any = None, /) -> Any:
         return self.resolve().get(key, default)
+
+    def copy(self) -> Any:
+        """A copy of the running code's data (a plain ``dict`` copy would be empty)."""
+        return self.resolve().copy()
 
     def _refuse(self) -> NoReturn:
         raise TypeError(

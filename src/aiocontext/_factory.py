@@ -322,7 +322,12 @@ class TaskFactoryWrapper:
             # hot path).
             inner: Any = self._inner
             if inner is None:
-                task: Any = _Task(coro, loop=loop, **kwargs) if kwargs else _Task(coro, loop=loop)
+                if not kwargs or (len(kwargs) == 1 and "context" in kwargs):
+                    # asyncio passes no keyword here, uvloop context=None: for a Task, the
+                    # same as none (no keywords dict to build for the call)
+                    task: Any = _Task(coro, loop=loop)
+                else:
+                    task = _Task(coro, loop=loop, **kwargs)
             elif not kwargs:
                 task = inner(loop, coro)
             else:

@@ -10,7 +10,16 @@ import threading
 from collections.abc import Coroutine, Generator
 from typing import Any, Protocol, TypeAlias
 
-__all__ = ["ATTACH_LOCK", "CoroutineLike", "TaskFactory", "check_loop", "trim_source_traceback"]
+from ._errors import EventLoopError
+
+__all__ = [
+    "ATTACH_LOCK",
+    "CoroutineLike",
+    "TaskFactory",
+    "check_loop",
+    "loop_or_running",
+    "trim_source_traceback",
+]
 
 # What typeshed lets ``loop.set_task_factory`` factories receive, per Python version.
 if sys.version_info >= (3, 12):
@@ -43,6 +52,27 @@ def check_loop(loop: object) -> asyncio.AbstractEventLoop:
             "pass a loop such as asyncio.get_running_loop(), or None for the running loop"
         )
     return loop
+
+
+def loop_or_running(
+    loop: asyncio.AbstractEventLoop | None, who: object, verb: str
+) -> asyncio.AbstractEventLoop:
+    """``loop`` checked, or the running loop for ``None``.
+
+    Raises:
+        TypeError: ``loop`` is not an event loop.
+        EventLoopError: ``loop`` is ``None`` and no loop is running (the message says to
+            pass one to ``who.verb()``).
+    """
+    if loop is not None:
+        return check_loop(loop)
+    running = asyncio._get_running_loop()
+    if running is None:
+        raise EventLoopError(
+            f"{who!r}.{verb}() needs a loop: no event loop is running in this thread, "
+            f"so pass one: ctx.{verb}(loop)"
+        )
+    return running
 
 
 _BASE_EVENTS_FILE = os.path.normcase(asyncio.base_events.__file__)

@@ -17,7 +17,7 @@ import contextvars
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-from ._data import current_task
+from ._data import current_task, task_context
 from ._policy import PropagationPolicy
 
 if TYPE_CHECKING:
@@ -88,6 +88,17 @@ class DataModel(abc.ABC):
         """The variable's value for the running code, root data first if it has none."""
         data = self.var.get()
         return self.context._missing() if data is self.unbound else data
+
+    def task_value(self, task: asyncio.Task[Any]) -> Any:
+        """``task``'s value of the variable (Python 3.12+), root data stored first if it has
+        none."""
+        context = task_context(task)
+        data = context.get(self.var, self.unbound)
+        if data is self.unbound:
+            self.context._check_served(task.get_loop())
+            data = self.root(task)
+            context.run(self.var.set, data)
+        return data
 
     # -- making data ---------------------------------------------------------------------
 

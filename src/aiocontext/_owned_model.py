@@ -15,8 +15,7 @@ import asyncio
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
-from ._copy_model import task_context
-from ._data import PENDING, Owned, checked_mapping, current_task
+from ._data import PENDING, Owned, checked_mapping, current_task, task_context
 from ._model import WORK, DataModel, Spawn
 
 __all__ = ["OwnedModel"]
@@ -71,7 +70,7 @@ class OwnedModel(DataModel):
         return self.current().mine()  # type: ignore[no-any-return]
 
     def data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
-        owned = self.context._value_of(task)
+        owned = self.task_value(task)
         if owned.owner() is task:
             mapping: MutableMapping[Any, Any] = owned.data
             return mapping

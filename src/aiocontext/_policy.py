@@ -10,93 +10,17 @@ from __future__ import annotations
 import abc
 import collections
 import copy
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, TypeVar
 
 import attrs
 
-__all__ = [
-    "ChainMap",
-    "Copy",
-    "DeepCopy",
-    "Layers",
-    "PropagationPolicy",
-    "Share",
-    "layers_over",
-    "nobody",
-]
+from ._layers import Layers, layer
+
+__all__ = ["ChainMap", "Copy", "DeepCopy", "PropagationPolicy", "Share"]
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
-
-
-def layers_over(
-    maps: list[MutableMapping[_K, _V]],
-    owner: Callable[[], object] | None = None,
-    below: list[Callable[[], object]] | None = None,
-) -> Layers[_K, _V]:
-    """Layers made of ``maps`` (the list itself, not a copy), the first one on top.
-
-    ``owner`` and ``below`` say whose each layer is (see :class:`Layers`); by default
-    nobody's.
-    """
-    layers: Layers[_K, _V] = Layers.__new__(Layers)  # pyright: ignore[reportUnknownVariableType]
-    layers.maps = maps
-    layers.owner = nobody if owner is None else owner
-    layers.below = [nobody] * (len(maps) - 1) if below is None else below
-    layers.coro = None
-    return layers
-
-
-def nobody() -> None:
-    """The owner of data made by code outside tasks (owners are called: see ``Layers``)."""
-    return None
-
-
-_NOTHING: Any = object()
-
-
-class Layers(collections.ChainMap[_K, _V]):
-    """The data of a :class:`ChainMap` context: a ChainMap whose lookups raise no exceptions.
-
-    ``collections.ChainMap`` raises and catches a ``KeyError`` for each layer that misses;
-    with a layer per task generation, that made reads in deep task trees slow. Each layer is
-    read once (``get``), so a key deleted meanwhile by another thread is a miss, never a
-    false ``KeyError``.
-
-    ``owner()`` is the task whose own layer ``maps[0]`` is (``None``: code outside tasks,
-    whose layer is never written in place; a weak reference, so that a task and its data
-    form no reference cycle), and ``below`` holds the owners of ``maps[1:]``. ``coro`` is the
-    coroutine of a task the factory is still creating, which claims the layers on its first
-    write (see ``_chain_model``).
-    """
-
-    owner: Callable[[], object]
-    below: list[Callable[[], object]]
-    coro: object
-
-    def __init__(self, *maps: MutableMapping[_K, _V]) -> None:
-        super().__init__(*maps)
-        self.owner = nobody
-        self.below = [nobody] * (len(self.maps) - 1)
-        self.coro = None
-
-    def __getitem__(self, key: _K) -> _V:
-        for mapping in self.maps:
-            value = mapping.get(key, _NOTHING)
-            if value is not _NOTHING:
-                return value  # type: ignore[no-any-return]
-        return self.__missing__(key)
-
-    def get(self, key: _K, default: Any = None) -> Any:
-        for mapping in self.maps:
-            value = mapping.get(key, _NOTHING)
-            if value is not _NOTHING:
-                return value
-        return default
-
-    def __contains__(self, key: object) -> bool:
-        return any(key in mapping for mapping in self.maps)
 
 
 class PropagationPolicy(abc.ABC):
@@ -245,9 +169,11 @@ class ChainMap(PropagationPolicy):
 
     def inherit(self, parent: MutableMapping[_K, _V], /) -> MutableMapping[_K, _V]:
         """Return a :class:`collections.ChainMap` of a new empty layer and ``parent``'s layers."""
+        if isinstance(parent, Layers):
+            return layer({}, below=parent)  # shared, not copied
         if isinstance(parent, collections.ChainMap):
-            return layers_over([{}, *parent.maps])
-        return layers_over([{}, parent])
+            return Layers({}, *parent.maps)
+        return Layers({}, parent)
 
     def root(self) -> MutableMapping[Any, Any]:
         """Return a :class:`collections.ChainMap` with one empty layer."""

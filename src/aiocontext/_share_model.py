@@ -64,7 +64,7 @@ class ShareModel(DataModel):
         return self.current()  # type: ignore[no-any-return]
 
     def data_of(self, task: asyncio.Task[Any]) -> MutableMapping[Any, Any]:
-        return self.context._value_of(task)  # type: ignore[no-any-return]  # pyright: ignore[reportPrivateUsage]
+        return self.task_value(task)  # type: ignore[no-any-return]
 
     # -- scoped binds: one stack per key of the shared mapping ----------------------------
 
