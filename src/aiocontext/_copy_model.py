@@ -13,6 +13,7 @@ root made at spawn, and it costs a spawn nothing.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
