@@ -32,20 +32,12 @@ __all__ = [
     "header_values",
 ]
 
+# Headers, the W3C Baggage header's name and its limits: documented where they are public,
+# in aiocontext.propagation (which binds them again, for the API reference).
 Carrier: TypeAlias = Mapping[Any, object]
-"""Headers: a mapping of names to values, as :func:`header_values` reads them. Plain dicts
-are read case-insensitively, with ``str`` or ``bytes`` names and values (or lists of values);
-``httpx.Headers``, aiohttp's multidicts and Starlette's ``Headers`` also give every value of a
-repeated header. Whatever else a carrier holds is skipped."""
-
 BAGGAGE_HEADER: Final = "baggage"
-"""The W3C Baggage header name."""
-
 MAX_BAGGAGE_BYTES: Final = 8192
-"""The longest baggage string read or written, in bytes (W3C Baggage limits)."""
-
 MAX_BAGGAGE_MEMBERS: Final = 180
-"""The most list-members read or written (W3C Baggage limits)."""
 
 
 # RFC 9110 token: a header name, and a baggage key.

@@ -53,18 +53,10 @@ from typing import Any, Final, Generic, TypeAlias, TypeVar, overload
 
 import attrs
 
+from . import _header_codecs as _codecs
 from ._context import Context
 from ._errors import AioContextError
-from ._header_codecs import (
-    BAGGAGE_HEADER,
-    MAX_BAGGAGE_BYTES,
-    MAX_BAGGAGE_MEMBERS,
-    Baggage,
-    Carrier,
-    HeaderCodec,
-    RequestIdHeader,
-    header_values,
-)
+from ._header_codecs import Baggage, HeaderCodec, RequestIdHeader, header_values
 from ._key import Key
 
 __all__ = [
@@ -84,6 +76,21 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+Carrier: TypeAlias = _codecs.Carrier
+"""Headers: a mapping of names to values, as :func:`header_values` reads them. Plain dicts
+are read case-insensitively, with ``str`` or ``bytes`` names and values (or lists of values);
+``httpx.Headers``, aiohttp's multidicts and Starlette's ``Headers`` also give every value of a
+repeated header. Whatever else a carrier holds is skipped."""
+
+BAGGAGE_HEADER: Final = _codecs.BAGGAGE_HEADER
+"""The W3C Baggage header name, ``"baggage"``."""
+
+MAX_BAGGAGE_BYTES: Final = _codecs.MAX_BAGGAGE_BYTES
+"""The longest baggage string read or written, in bytes (W3C Baggage limits): 8,192."""
+
+MAX_BAGGAGE_MEMBERS: Final = _codecs.MAX_BAGGAGE_MEMBERS
+"""The most list-members read or written (W3C Baggage limits): 180."""
 
 _MISSING: Final = object()
 
