@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import traced_memory
 
 from aiocontext import ChainMap, Context, ContextRegistry
 from aiocontext._layers import Layers
@@ -112,15 +113,14 @@ class TestLiveChainMemory:
 
         def traced() -> int:
             assert "r" == ctx["root"]
-            gc.collect()
-            return tracemalloc.get_traced_memory()[0]
+            return traced_memory()
 
         async def per_level(depth: int) -> float:
             ctx["root"] = "r"
             gc.collect()
             tracemalloc.start()
             try:
-                start = tracemalloc.get_traced_memory()[0]
+                start = traced_memory()
                 return (await _live_chain(depth, traced) - start) / depth
             finally:
                 tracemalloc.stop()

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import attrs
 import pytest
+from helpers import traced_memory
 
 from aiocontext import (
     Context,
@@ -124,13 +125,6 @@ def traced() -> Iterator[None]:
     tracemalloc.start()
     yield
     tracemalloc.stop()
-
-
-def traced_memory() -> int:
-    """The memory traced now, after a full garbage collection."""
-    gc.collect()
-    current, _peak = tracemalloc.get_traced_memory()
-    return current
 
 
 class TestTaskMemory:
