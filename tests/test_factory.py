@@ -211,6 +211,46 @@ class TestFastPath:
         assert [1, 1] == [await task for task in tasks]
 
 
+class TestNoCyclicGarbage:
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("policy", [*POLICIES, Counting()], ids=repr)
+    @pytest.mark.parametrize("creator", ["with data", "without data", "context="])
+    async def test_spawns_leave_nothing_for_the_garbage_collector(
+        self, policy: PropagationPolicy, creator: str
+    ) -> None:
+        """What a spawn makes is freed by reference counting as soon as the task is done:
+        no reference cycle per spawn (the spawn's record once pointed to itself), which
+        would hold memory until a collection and make collections more frequent."""
+        ctx: Context[str, Any] = Context(policy, registry=ContextRegistry()).attach()
+        ctx["a"] = [1]
+
+        async def child() -> object:
+            return ctx.get("a")
+
+        async def spawns_first() -> None:
+            await asyncio.create_task(nothing())
+
+        async def spawn_one() -> None:
+            if creator == "without data":  # a task with no data spawns before any access
+                await asyncio.create_task(spawns_first(), context=contextvars.Context())
+            elif creator == "context=":
+                await asyncio.create_task(child(), context=contextvars.copy_context())
+            else:
+                await asyncio.create_task(child())
+
+        for _ in range(3):  # warm up: caches, first-time imports
+            await asyncio.create_task(spawn_one())
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(50):
+                await asyncio.create_task(spawn_one())
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+        assert 0 == unreachable
+
+
 class TestWhereDataComesFrom:
     # -- rule 1: inherit(parent) or root(), in place before the first step -----------------
 

@@ -103,36 +103,48 @@ class ChainModel(DataModel):
 
     if sys.version_info >= (3, 12):
 
-        def setitem(self, key: Any, value: Any) -> None:
-            layers = self.var.get()
-            if layers is not self.unbound:
-                owner = layers.owner()
-                if owner is not None and owner is not PENDING:
-                    # The owner's write, the common case, is made in place if the running
-                    # code is that task in its own contextvars context, not in a copy of it
-                    # (copy_context().run(...) inside the task): a new value set here is
-                    # seen in the task's context only if that is the running one. (Set,
-                    # never reset: the probe keeps its last value, a new object each time.)
-                    marker: list[Any] = []  # (a list: the cheapest new object)
-                    _PROBE.set(marker)
-                    if owner.get_context().get(_PROBE) is marker:
+        def writer(self) -> Callable[[Any, Any], None]:
+            var, writable = self.var, self.writable
+
+            def setitem(key: Any, value: Any) -> None:
+                layers = var.get()
+                # The owner's write, the common case, is made in place if the running code
+                # is that task in its own contextvars context, not in a copy of it
+                # (copy_context().run(...) inside the task): a new value set here is seen in
+                # the task's context only if that is the running one. (Set, never reset: the
+                # probe keeps its last value, a new object each time.)
+                marker: list[Any] = []  # (a list: the cheapest new object)
+                _PROBE.set(marker)
+                try:
+                    if layers.owner().get_context()[_PROBE] is marker:
                         layers.top[key] = value
                         return
-            self.writable().top[key] = value
+                except (AttributeError, KeyError):
+                    # No data here (the no-data marker), layers no task owns (None, PENDING),
+                    # or an owner that never wrote in its own context.
+                    pass
+                writable().top[key] = value
+
+            return setitem
 
     else:
 
-        def setitem(self, key: Any, value: Any) -> None:
-            layers = self.var.get()
-            loop = _get_running_loop()
-            if (
-                layers is not self.unbound
-                and loop is not None
-                and layers.owner() is _current_task(loop) is not None
-            ):  # Python 3.11 cannot tell a task's context from a copy of it run inside the task
-                layers.top[key] = value
-                return
-            self.writable().top[key] = value
+        def writer(self) -> Callable[[Any, Any], None]:
+            var, unbound, writable = self.var, self.unbound, self.writable
+
+            def setitem(key: Any, value: Any) -> None:
+                layers = var.get()
+                loop = _get_running_loop()
+                if (
+                    layers is not unbound
+                    and loop is not None
+                    and layers.owner() is _current_task(loop) is not None
+                ):  # 3.11 cannot tell a task's context from a copy of it run inside the task
+                    layers.top[key] = value
+                    return
+                writable().top[key] = value
+
+            return setitem
 
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         return change(self.writable())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, NoReturn, Self, SupportsIndex, overload
 
 import attrs
@@ -115,6 +115,10 @@ class Context(ContextHandle, MutableMapping[K, V]):
         init=False, default=attrs.Factory(_new_var, takes_self=True)
     )
     _model: DataModel = attrs.field(init=False, default=attrs.Factory(model_for, takes_self=True))
+    # ``ctx[key] = value``, as the model makes it (its hot path: one call, no lookup).
+    _setitem: Callable[[Any, Any], None] = attrs.field(
+        init=False, default=attrs.Factory(lambda self: self._model.writer(), takes_self=True)
+    )
 
     __hash__ = object.__hash__  # pyright: ignore[reportAssignmentType] - Mapping sets None
 
@@ -139,7 +143,7 @@ class Context(ContextHandle, MutableMapping[K, V]):
     @overload
     def __setitem__(self, key: K, value: V, /) -> None: ...
     def __setitem__(self, key: Any, value: Any, /) -> None:
-        self._model.setitem(key, value)
+        self._setitem(key, value)
 
     def __delitem__(self, key: K | Key[Any], /) -> None:
         self._model.edit(lambda data: data.__delitem__(key))

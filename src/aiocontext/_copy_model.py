@@ -52,13 +52,18 @@ class CopyModel(DataModel):
         # A dict its caller gives up is held as it is: no copy, one var.set.
         return self.var.set
 
-    def setitem(self, key: Any, value: Any) -> None:
+    def writer(self) -> Callable[[Any, Any], None]:
         var = self.var
-        # A dict's copy() is its fastest copy (cheaper than {**data}); the no-data marker's
-        # copy() resolves it first (root data, or the error that says why there is none).
-        data = var.get().copy()
-        data[key] = value
-        var.set(data)
+
+        def setitem(key: Any, value: Any) -> None:
+            # A dict's copy() is its fastest copy (cheaper than {**data}); the no-data
+            # marker's copy() resolves it first (root data, or the error that says why there
+            # is none).
+            data = var.get().copy()
+            data[key] = value
+            var.set(data)
+
+        return setitem
 
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         data = self.current().copy()

@@ -45,6 +45,9 @@ _Values = list[tuple[_Var, Any]]
 _HAS: Final = 0
 _OWNS: Final = 1
 _NONE: Final = 2
+#: A plan's ``quick`` when a spawn needs no check at all (never read: only its identity
+#: counts; shaped as a check for the type checkers).
+_READY: Final[tuple[_Var, Any, int]] = (contextvars.ContextVar("aiocontext.no_check"), None, _HAS)
 
 
 @attrs.frozen
@@ -59,6 +62,9 @@ class SpawnPlan:
             exists: a child whose creator has data for it starts without (rule 7).
         fast: ``(var, marker, check)``: when every check holds, the spawn needs nothing.
         direct: Whether passing ``fast`` is enough (no model needs work at every spawn).
+        quick: What the spawn checks inline: ``READY`` when no check is needed (``Copy()``
+            contexts only), ``fast``'s check when it is the only one and not ``_NONE`` (one
+            ``Share()`` or ``ChainMap()`` context), or ``None``: ``direct`` and ``fast`` say.
     """
 
     contexts: tuple[Context[Any, Any], ...] = ()
@@ -66,6 +72,7 @@ class SpawnPlan:
     detached: tuple[tuple[_Var, Any], ...] = ()
     fast: tuple[tuple[_Var, Any, int], ...] = ()
     direct: bool = True
+    quick: tuple[_Var, Any, int] | None = _READY
 
     @classmethod
     def build(
@@ -81,7 +88,12 @@ class SpawnPlan:
         )
         fast = checks + tuple((var, unbound, _NONE) for var, unbound in detached)
         direct = all(m.at_spawn <= OWNER for m in models)
-        return cls(contexts, work, detached, fast, direct)
+        quick: tuple[_Var, Any, int] | None = None
+        if direct and not fast:
+            quick = _READY
+        elif direct and len(fast) == 1 and fast[0][2] is not _NONE:
+            quick = fast[0]
+        return cls(contexts, work, detached, fast, direct, quick)
 
 
 _EMPTY: Final = SpawnPlan()
@@ -317,7 +329,15 @@ class TaskFactoryWrapper:
         """
         plan = self._plan
         given = kwargs.get("context") if kwargs else None  # uvloop passes context=None
-        if given is None and plan.direct and (not plan.fast or _nothing_to_do(plan.fast, loop)):
+        if given is None and (
+            (quick := plan.quick) is _READY
+            or (  # one check, the commonest other case: _nothing_to_do((quick,), loop) inlined
+                quick is not None
+                and (value := quick[0].get()) is not quick[1]
+                and (quick[2] is _HAS or value.owner() is _current_task(loop))
+            )
+            or (quick is None and plan.direct and _nothing_to_do(plan.fast, loop))
+        ):
             # The common case: nothing to add, the task is made at once (inlined: it is the
             # hot path).
             inner: Any = self._inner
@@ -367,15 +387,14 @@ class TaskFactoryWrapper:
     ) -> Any:
         """Create a task after asking each context's model what the child needs."""
         spawn = Spawn(loop, coro, given)
-        read: Any = _reader(given)
-        try:
+        try:  # (each value as the creator has it)
             for var, unbound, model in plan.work:
-                model.spawn(read(var, unbound), spawn)
+                model.spawn(var.get() if given is None else given.get(var, unbound), spawn)
         except BaseException:
             coro.close()  # it will never run: spare the "never awaited" warning
             raise
         for var, unbound in plan.detached:
-            if read(var, unbound) is not unbound:
+            if (var.get() if given is None else given.get(var, unbound)) is not unbound:
                 spawn.children.append((var, unbound))  # rule 7
         task = self._create_with(spawn, kwargs)
         for data in spawn.pending:  # the task owns the data made for it, unless its eager
@@ -420,7 +439,7 @@ def _nothing_to_do(
     fast: tuple[tuple[_Var, Any, int], ...], loop: asyncio.AbstractEventLoop
 ) -> bool:
     """Whether every fast check holds for the running code (see :class:`SpawnPlan`)."""
-    creator: Any = _reader
+    creator: Any = _nothing_to_do  # not looked up yet
     for var, unbound, check in fast:
         value = var.get()
         if check is _NONE:
@@ -429,20 +448,11 @@ def _nothing_to_do(
         elif value is unbound:
             return False
         elif check is _OWNS:
-            if creator is _reader:
+            if creator is _nothing_to_do:
                 creator = _current_task(loop)
             if value.owner() is not creator:
                 return False
     return True
-
-
-def _reader(given: contextvars.Context | None) -> Any:
-    """How to read a variable's value in the creator's context."""
-    return _get_here if given is None else given.get
-
-
-def _get_here(var: _Var, _unbound: Any) -> Any:
-    return var.get()
 
 
 _Task: Any = asyncio.Task  # called with whatever coroutine-like asyncio was given
@@ -450,13 +460,13 @@ _copy_context = contextvars.copy_context
 _current_task = asyncio.current_task
 
 
+def _set_all(values: _Values) -> list[contextvars.Token[Any]]:
+    return [var.set(value) for var, value in values]
+
+
 def _set_each(values: _Values) -> None:
     for var, value in values:
         var.set(value)
-
-
-def _set_all(values: _Values) -> list[contextvars.Token[Any]]:
-    return [var.set(value) for var, value in values]
 
 
 def _reset_all(tokens: list[contextvars.Token[Any]]) -> None:

@@ -34,6 +34,10 @@ OWNER: Final = 2  # nothing when the creator has data that it owns
 WORK: Final = 3  # always ``spawn()``
 
 
+#: ``Spawn``'s creator before it is looked up.
+_UNKNOWN: Final = object()
+
+
 class Spawn:
     """What one task creation collects from the data models, before the task exists.
 
@@ -49,7 +53,7 @@ class Spawn:
         self.loop = loop
         self.coro = coro
         self.given = given
-        self._creator: Any = self
+        self._creator: Any = _UNKNOWN  # (not ``self``: a cycle would wait for the GC)
         #: What the child's context gets, what the creator gets once the child exists
         #: (rule 3), and data whose owner is the task being made.
         self.children: list[tuple[contextvars.ContextVar[Any], Any]] = []
@@ -58,7 +62,7 @@ class Spawn:
 
     def creator(self) -> asyncio.Task[Any] | None:
         """The creating task (``None``: code outside tasks, or an explicit ``context=``)."""
-        if self._creator is self:
+        if self._creator is _UNKNOWN:
             self._creator = None if self.given is not None else asyncio.current_task(self.loop)
         return self._creator  # type: ignore[no-any-return]
 
@@ -128,8 +132,10 @@ class DataModel(abc.ABC):
     # -- writing -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def setitem(self, key: Any, value: Any) -> None:
-        """``ctx[key] = value`` in the running code."""
+    def writer(self) -> Callable[[Any, Any], None]:
+        """The function ``ctx[key] = value`` calls, made once per context: it writes in the
+        running code. (A closure over the variable: a write is the hot path after reads,
+        and a closure looks nothing up.)"""
 
     @abc.abstractmethod
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:

@@ -57,8 +57,13 @@ class OwnedModel(DataModel):
         spawn.pending.append(child)
         spawn.children.append((self.var, child))
 
-    def setitem(self, key: Any, value: Any) -> None:
-        self.current().mine()[key] = value
+    def writer(self) -> Callable[[Any, Any], None]:
+        current = self.current
+
+        def setitem(key: Any, value: Any) -> None:
+            current().mine()[key] = value
+
+        return setitem
 
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         return change(self.current().mine())

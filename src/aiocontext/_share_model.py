@@ -6,6 +6,9 @@ none gets its root at that moment, shared with the child (rule 3), so that ``Sha
 holds even when a parent spawns before it reads or writes.
 """
 
+# pyright: reportPrivateUsage=false
+# (A model is the context's own part: it calls the context's _missing.)
+
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +57,16 @@ class ShareModel(DataModel):
             spawn.adopted.append((self.var, root))  # the creator shares it (rule 3)
         spawn.children.append((self.var, root))
 
-    def setitem(self, key: Any, value: Any) -> None:
-        self.current()[key] = value
+    def writer(self) -> Callable[[Any, Any], None]:
+        var, unbound, missing = self.var, self.unbound, self.context._missing
+
+        def setitem(key: Any, value: Any) -> None:
+            data = var.get()
+            if data is unbound:
+                data = missing()
+            data[key] = value
+
+        return setitem
 
     def edit(self, change: Callable[[MutableMapping[Any, Any]], _T]) -> _T:
         return change(self.current())
