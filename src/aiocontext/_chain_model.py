@@ -116,14 +116,12 @@ class ChainModel(DataModel):
                 marker: list[Any] = []  # (a list: the cheapest new object)
                 _PROBE.set(marker)
                 try:
-                    if layers.owner().get_context()[_PROBE] is marker:
-                        layers.top[key] = value
-                        return
+                    mine = layers.owner().get_context()[_PROBE] is marker
                 except (AttributeError, KeyError):
                     # No data here (the no-data marker), layers no task owns (None, PENDING),
                     # or an owner that never wrote in its own context.
-                    pass
-                writable().top[key] = value
+                    mine = False
+                (layers if mine else writable()).top[key] = value
 
             return setitem
 

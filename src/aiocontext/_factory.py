@@ -62,7 +62,7 @@ class SpawnPlan:
             exists: a child whose creator has data for it starts without (rule 7).
         fast: ``(var, marker, check)``: when every check holds, the spawn needs nothing.
         direct: Whether passing ``fast`` is enough (no model needs work at every spawn).
-        quick: What the spawn checks inline: ``READY`` when no check is needed (``Copy()``
+        quick: What the spawn checks inline: ``_READY`` when no check is needed (``Copy()``
             contexts only), ``fast``'s check when it is the only one and not ``_NONE`` (one
             ``Share()`` or ``ChainMap()`` context), or ``None``: ``direct`` and ``fast`` say.
     """
@@ -439,7 +439,7 @@ def _nothing_to_do(
     fast: tuple[tuple[_Var, Any, int], ...], loop: asyncio.AbstractEventLoop
 ) -> bool:
     """Whether every fast check holds for the running code (see :class:`SpawnPlan`)."""
-    creator: Any = _nothing_to_do  # not looked up yet
+    creator: Any = _NOT_LOOKED_UP
     for var, unbound, check in fast:
         value = var.get()
         if check is _NONE:
@@ -448,13 +448,14 @@ def _nothing_to_do(
         elif value is unbound:
             return False
         elif check is _OWNS:
-            if creator is _nothing_to_do:
+            if creator is _NOT_LOOKED_UP:
                 creator = _current_task(loop)
             if value.owner() is not creator:
                 return False
     return True
 
 
+_NOT_LOOKED_UP: Final = object()  # the creating task, before _nothing_to_do needs it
 _Task: Any = asyncio.Task  # called with whatever coroutine-like asyncio was given
 _copy_context = contextvars.copy_context
 _current_task = asyncio.current_task
