@@ -61,7 +61,7 @@ class ShareModel(DataModel):
         var, unbound, missing = self.var, self.unbound, self.context._missing
 
         def setitem(key: Any, value: Any) -> None:
-            data = var.get()
+            data = var.get()  # self.current(), inlined: no call on the write path
             if data is unbound:
                 data = missing()
             data[key] = value
